@@ -1,0 +1,55 @@
+"""Output folders: refuse to overwrite results unless asked, record the resolved config, log to ``out.log``.
+
+Every script writes into one output folder. :func:`check_output_dir` refuses a folder that already holds results
+(unless ``overwrite``), and never deletes anything: with ``overwrite`` the files a run writes replace their
+namesakes one by one. Training scripts resume instead (they look for checkpoints first), so they call
+:func:`open_run_dir` without the refusal.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from core.errors import UserError
+
+
+def check_output_dir(output: str | os.PathLike, overwrite: bool, result_patterns: Iterable[str] = ("*",)) -> Path:
+    """Make sure ``output`` can receive results; create it.
+
+    Args:
+        output: the output folder.
+        overwrite: allow writing over existing results (nothing is deleted).
+        result_patterns: glob patterns (searched recursively) of the files that count as earlier results.
+    Raises:
+        UserError: ``output`` is a file, or it holds results and ``overwrite`` is off.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"output {output} is a file, not a folder; choose another --output")
+    if output.is_dir() and not overwrite:
+        existing = sorted(p for pattern in result_patterns for p in output.rglob(pattern) if p.is_file())
+        if existing:
+            raise UserError(f"output {output} already holds results ({existing[0]}, {len(existing)} files); "
+                            "pass --overwrite to write over them or choose another --output")
+    output.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def setup_logging(output: str | os.PathLike | None = None, name: str = "out.log", verbose: bool = False) -> logging.Logger:
+    """Log to stderr and, if ``output`` is given, append to ``output/out.log``. Returns the suite's logger."""
+    logger = logging.getLogger("sepsuite")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.handlers.clear()
+    logger.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    if output is not None:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(Path(output) / name)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger

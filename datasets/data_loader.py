@@ -1,0 +1,303 @@
+"""Datasets ready for training (tf.data over TFRecords) and songs ready for separation.
+
+Training data layout (as the seed)::
+
+    DATASET_FOLDER/<source>/train/*.tfrecord
+    DATASET_FOLDER/<source>/test/*.tfrecord
+
+A training run is pointed at ``DATASET_FOLDER/<source>``. Batches are (batch, height, width, 1) float32 in the
+model's value range: [0, 1] (NCSN), [-0.5, 0.5] (Glow), or logit space.
+
+A song folder holds ``mix.wav`` and optionally one wav per source (``piano.wav``, ``violin.wav``, ...);
+:func:`load_song` returns the mixture's mel segments, the sources' mel segments and the mixture's complex STFT.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from core.errors import UserError, warn
+from datasets.preprocessing import (SpectrogramParams, load_audio, mel_spectrogram_segments, segment_audio,
+                                    tfrecord_features, to_unit)
+
+SPLITS = ("train", "test")
+
+
+# ------------------------------------------------------------------------------------------- training datasets
+
+def list_tfrecords(dataset_dir: str | os.PathLike, split: str) -> list[Path]:
+    """The ``*.tfrecord`` files of ``dataset_dir/<split>/`` (searched recursively), sorted.
+
+    Raises:
+        UserError: the folder is missing or holds no TFRecord.
+    """
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {SPLITS}, got {split!r}")
+    folder = Path(dataset_dir) / split
+    if not Path(dataset_dir).is_dir():
+        raise UserError(f"dataset folder {dataset_dir} does not exist; point --dataset at DATASET_FOLDER/<source> "
+                        "(holding train/ and test/ folders of .tfrecord files)")
+    if not folder.is_dir():
+        raise UserError(f"{folder} does not exist: a dataset folder must hold train/ and test/ sub-folders "
+                        "of .tfrecord files (make them with datasets/wav_to_spec.py --tfrecords)")
+    files = sorted(folder.rglob("*.tfrecord"))
+    if not files:
+        raise UserError(f"{folder} holds no .tfrecord file (make them with datasets/wav_to_spec.py --tfrecords)")
+    return files
+
+
+def check_tfrecords(files: Sequence[str | os.PathLike], shape: Optional[tuple[int, int]] = None,
+                    scale: Optional[str] = None) -> int:
+    """Read every record of every file once; return the number of records.
+
+    Args:
+        files: TFRecord files written by :func:`datasets.preprocessing.write_tfrecord`.
+        shape: expected (height, width) of the spectrograms, or None to skip the check.
+        scale: expected scale ("dB" or "power"), or None to skip the check.
+    Raises:
+        UserError: a file is truncated or corrupt, or its spectrograms have another shape or scale (names the file).
+    """
+    import tensorflow as tf
+
+    spec = tfrecord_features()
+    total = 0
+    for path in files:
+        dataset = tf.data.TFRecordDataset(str(path))
+        try:
+            count = int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+            first = next(iter(dataset.take(1)), None)
+            record = tf.io.parse_single_example(first, spec) if first is not None else None
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"{path} is truncated or corrupt ({detail}); rebuild it with "
+                            "datasets/wav_to_spec.py --tfrecords") from None
+        if record is not None:
+            found_shape = tuple(int(v) for v in record["shape"].numpy())
+            found_scale = record["scale"].numpy().decode()
+            if shape is not None and found_shape != tuple(shape):
+                raise UserError(f"{path} holds spectrograms of shape {found_shape}, the config expects "
+                                f"{tuple(shape)} (height x width); fix the config or rebuild the dataset")
+            if scale is not None and found_scale != scale:
+                raise UserError(f"{path} holds {found_scale} spectrograms, the config says scale: {scale}; "
+                                f"set scale: {found_scale} or rebuild with{'' if scale == 'dB' else 'out'} --use_dB")
+        total += count
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling:
+    """How stored spectrograms become model inputs.
+
+    scale: "dB" or "power" (what the records hold); centered: shift [0,1] to [-0.5, 0.5] (Glow);
+    logit_alpha: if set, x -> logit(alpha + (1 - 2 alpha) x) (RealNVP-style); dequantization_noise: width of
+    uniform noise added in [0,1] units, x -> (x + noise * U(0,1)) / (1 + noise).
+    """
+
+    scale: str = "dB"
+    centered: bool = False
+    logit_alpha: Optional[float] = None
+    dequantization_noise: float = 0.0
+    params: SpectrogramParams = SpectrogramParams()
+
+    def __call__(self, spectrograms, seed=None):
+        """(batch, height, width) dB or power -> (batch, height, width, 1) float32 model inputs (tf)."""
+        import tensorflow as tf
+
+        unit = tf.clip_by_value(to_unit(spectrograms, self.scale, self.params), 0.0, 1.0)
+        if self.dequantization_noise > 0:
+            noise = tf.random.uniform(tf.shape(unit), dtype=unit.dtype, seed=seed)
+            unit = (unit + self.dequantization_noise * noise) / (1.0 + self.dequantization_noise)
+        if self.logit_alpha is not None:
+            squeezed = self.logit_alpha + (1.0 - 2.0 * self.logit_alpha) * unit
+            unit = tf.math.log(squeezed) - tf.math.log1p(-squeezed)
+        elif self.centered:
+            unit = unit - 0.5
+        return unit[..., tf.newaxis]
+
+
+def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: Scaling,
+                 shape: tuple[int, int], shuffle: bool = True, repeat: bool = False, cache: bool = True,
+                 drop_remainder: bool = False, seed: Optional[int] = None, shuffle_buffer: int = 10000):
+    """The tf.data pipeline over spectrogram TFRecords.
+
+    Interleaved parallel reads, vectorised parse of whole batches, optional cache of the parsed float32
+    spectrograms (before shuffling and noise, so every epoch is reshuffled and re-noised), shuffle, batch,
+    scaling and prefetch.
+
+    Args:
+        files: TFRecord files (see :func:`list_tfrecords`; validate them first with :func:`check_tfrecords`).
+        batch_size: global batch size.
+        scaling: how records become model inputs.
+        shape: (height, width) of one spectrogram.
+    Returns:
+        tf.data.Dataset of (batch, height, width, 1) float32.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    spec = {"spectrogram": tfrecord_features()["spectrogram"]}
+    height, width = shape
+
+    def parse(serialized):
+        records = tf.io.parse_example(serialized, spec)
+        flat = tf.io.decode_raw(records["spectrogram"], tf.float32)
+        return tf.reshape(flat, [-1, height, width])
+
+    files_ds = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
+    if shuffle:
+        files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                                  num_parallel_calls=autotune, deterministic=not shuffle)
+    # parse 256 records per call (vectorised), then back to single spectrograms for shuffling
+    dataset = dataset.batch(256).map(parse, num_parallel_calls=autotune).unbatch()
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(lambda batch: scaling(batch, seed=seed), num_parallel_calls=autotune)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(autotune)
+
+
+@dataclasses.dataclass
+class SourceData:
+    """Train and test pipelines of one source, with their sizes (number of spectrograms)."""
+
+    train: object
+    test: object
+    n_train: int
+    n_test: int
+
+
+def load_source_data(dataset_dir: str | os.PathLike, batch_size: int, scaling: Scaling,
+                     shape: tuple[int, int], strategy=None, seed: Optional[int] = None,
+                     cache: bool = True) -> SourceData:
+    """Train (shuffled) and test (ordered) pipelines of ``DATASET_FOLDER/<source>``, validated first.
+
+    Args:
+        dataset_dir: ``DATASET_FOLDER/<source>`` with train/ and test/ folders of TFRecords.
+        batch_size: global batch size (split across the replicas of ``strategy``).
+        scaling: how records become model inputs.
+        shape: (height, width) the config expects.
+        strategy: a tf.distribute strategy; if given, the datasets are distributed with it.
+    Raises:
+        UserError: missing folders, no TFRecords, corrupt files, or spectrograms of another shape or scale.
+    """
+    train_files, test_files = list_tfrecords(dataset_dir, "train"), list_tfrecords(dataset_dir, "test")
+    n_train = check_tfrecords(train_files, shape, scaling.scale)
+    n_test = check_tfrecords(test_files, shape, scaling.scale)
+    train = make_dataset(train_files, batch_size, scaling, shape, shuffle=True, seed=seed, cache=cache)
+    test = make_dataset(test_files, batch_size, scaling, shape, shuffle=False, cache=cache)
+    if strategy is not None:
+        train = strategy.experimental_distribute_dataset(train)
+        test = strategy.experimental_distribute_dataset(test)
+    return SourceData(train, test, n_train, n_test)
+
+
+# -------------------------------------------------------------------------------------------------------- songs
+
+@dataclasses.dataclass
+class Song:
+    """A song to separate, cut into segments.
+
+    Attributes:
+        name: the song folder's name.
+        n_samples: length of the mixture in samples before padding; every later output is trimmed to it.
+        mix_audio: (n_samples,) float32 mixture waveform.
+        sources_audio: {source name: (n_samples,) float32} for the sources whose wav exists.
+        mix_mel: (n_segments, n_mels, n_frames) float32 mixture mel spectrograms (dB or power, see ``scale``).
+        sources_mel: {source name: (n_segments, n_mels, n_frames) float32} ground truth, where available.
+        stft_mixture: (n_segments, n_freqs, n_frames) complex64 STFT of each mixture segment.
+        scale: "dB" or "power".
+    """
+
+    name: str
+    n_samples: int
+    mix_audio: np.ndarray
+    sources_audio: dict[str, np.ndarray]
+    mix_mel: np.ndarray
+    sources_mel: dict[str, np.ndarray]
+    stft_mixture: np.ndarray
+    scale: str
+    params: SpectrogramParams
+
+    @property
+    def n_segments(self) -> int:
+        return self.mix_mel.shape[0]
+
+    @property
+    def padding(self) -> int:
+        """Zeros appended to the last segment, in samples."""
+        return self.n_segments * self.params.segment_samples - self.n_samples
+
+
+def _load_song_audio(path: Path, params: SpectrogramParams) -> np.ndarray:
+    audio, info = load_audio(path, params.sample_rate)
+    notes = []
+    if info.original_channels > 1:
+        notes.append(f"{info.original_channels} channels downmixed to mono")
+    if info.original_rate != params.sample_rate:
+        notes.append(f"resampled from {info.original_rate} Hz to {params.sample_rate} Hz")
+    if notes:
+        warn(f"{path}: {', '.join(notes)}")
+    if not np.all(np.isfinite(audio)):
+        raise UserError(f"{path} holds NaN or infinite samples")
+    return audio
+
+
+def load_song(song_dir: str | os.PathLike, sources: Sequence[str] = ("piano", "violin"),
+              params: SpectrogramParams = SpectrogramParams(), scale: str = "dB",
+              n_segments: Optional[int] = None) -> Song:
+    """Load ``song_dir/mix.wav`` and the sources' wavs that exist, and compute their segments.
+
+    A song whose length is not a whole number of segments is zero-padded; ``Song.n_samples`` keeps the true
+    length so outputs can be trimmed. A source wav of another length than the mixture is padded or trimmed to it
+    with a warning. ``n_segments`` keeps only the first N segments (the seed's ``--n_mixed``).
+
+    Raises:
+        UserError: the folder or mix.wav is missing, or a file is not audio.
+    """
+    song_dir = Path(song_dir)
+    if not song_dir.is_dir():
+        raise UserError(f"song folder {song_dir} does not exist")
+    mix_path = song_dir / "mix.wav"
+    if not mix_path.is_file():
+        raise UserError(f"{song_dir} has no mix.wav: a song folder holds mix.wav and optionally "
+                        f"{', '.join(s + '.wav' for s in sources)}")
+    mix = _load_song_audio(mix_path, params)
+    if mix.shape[0] < params.segment_samples:
+        warn(f"{mix_path} is {mix.shape[0] / params.sample_rate:.2f} s long, shorter than one segment "
+             f"({params.segment_seconds:.2f} s): padded with silence")
+    sources_audio = {}
+    for name in sources:
+        path = song_dir / f"{name}.wav"
+        if not path.is_file():
+            continue
+        audio = _load_song_audio(path, params)
+        if audio.shape[0] != mix.shape[0]:
+            warn(f"{path} has {audio.shape[0]} samples, mix.wav {mix.shape[0]}: "
+                 f"{'trimmed' if audio.shape[0] > mix.shape[0] else 'padded with silence'} to the mixture's length")
+            fitted = np.zeros_like(mix)
+            fitted[: min(audio.shape[0], mix.shape[0])] = audio[: mix.shape[0]]
+            audio = fitted
+        sources_audio[name] = audio
+
+    if n_segments is not None:
+        if n_segments < 1:
+            raise UserError(f"the number of segments to keep must be at least 1, got {n_segments}")
+        keep = min(mix.shape[0], n_segments * params.segment_samples)
+        mix = mix[:keep]
+        sources_audio = {name: audio[:keep] for name, audio in sources_audio.items()}
+    mix_mel, stft = mel_spectrogram_segments(segment_audio(mix, params.segment_samples), params, scale,
+                                             return_stft=True)
+    sources_mel = {name: mel_spectrogram_segments(segment_audio(audio, params.segment_samples), params, scale)
+                   for name, audio in sources_audio.items()}
+    return Song(song_dir.name, int(mix.shape[0]), mix, sources_audio, mix_mel, sources_mel, stft, scale, params)

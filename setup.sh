@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set up this suite on a fresh Debian/Ubuntu machine:
+#   system packages (apt-get): python3-venv, FluidSynth and a General MIDI SoundFont (to render the open dataset),
+#   libsndfile; a virtual environment in .venv; the pinned Python packages of requirements.txt.
+# Usage: ./setup.sh [--dev]      (--dev also installs the test tools of requirements-dev.txt)
+# Re-running is cheap: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+dev=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (use --dev or --help)" >&2; exit 2 ;;
+  esac
+done
+
+apt_packages=(python3-venv python3-dev fluidsynth fluid-soundfont-gm libsndfile1)
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing system packages: ${missing[*]}"
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "setup.sh: error: need root (or sudo) to run: apt-get install ${missing[*]}" >&2; exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup.sh: warning: no dpkg/apt-get here; install yourself: ${apt_packages[*]}" >&2
+fi
+
+python=$(command -v python3.11 || command -v python3 || true)
+if [ -z "$python" ]; then echo "setup.sh: error: no python3 found; install Python 3.11" >&2; exit 1; fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup.sh: creating the virtual environment .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+requirements=(-r requirements.txt)
+[ "$dev" -eq 1 ] && requirements+=(-r requirements-dev.txt)
+echo "setup.sh: installing Python packages (first time: a few minutes)"
+.venv/bin/python -m pip install -q --disable-pip-version-check "${requirements[@]}"
+echo "setup.sh: ready (.venv/bin/python)"
