@@ -1,0 +1,62 @@
+"""Shared fixtures: small synthetic audio and datasets made on the fly (nothing is downloaded)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SR = 16000
+
+
+def music_like(seconds: float, seed: int = 0, f0: float = 220.0, sr: int = SR) -> np.ndarray:
+    """A deterministic harmonic signal with note envelopes and a little noise, float32 in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    audio = np.zeros(n)
+    note = int(0.25 * sr)
+    for start in range(0, n, note):
+        freq = f0 * 2 ** (rng.integers(0, 12) / 12)
+        seg = t[start:start + note] - t[start]
+        envelope = np.exp(-3.0 * seg)
+        for harmonic in range(1, 5):
+            audio[start:start + note] += envelope * np.sin(2 * np.pi * freq * harmonic * seg) / harmonic
+    audio += 0.01 * rng.standard_normal(n)
+    return (0.3 * audio / np.abs(audio).max()).astype(np.float32)
+
+
+def write_wav(path: Path, audio: np.ndarray, sr: int = SR, subtype: str = "FLOAT") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, sr, subtype=subtype)
+    return path
+
+
+def run_script(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a script of the suite with this interpreter; returns the completed process (text output)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """The process failed with a one-line `error: ...` on stderr (no traceback) containing every fragment."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

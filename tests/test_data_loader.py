@@ -1,0 +1,198 @@
+"""The tf.data training pipeline and the song loader."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SR, music_like, run_script, write_wav
+from core.errors import UserError
+from datasets import data_loader as dl
+from datasets import preprocessing as pp
+
+PARAMS = pp.SpectrogramParams()
+SHAPE = (96, 64)
+
+
+def make_source_dataset(root, n_train_files=3, n_test_files=1, per_file=10, seed=0, scale="dB"):
+    """DATASET_FOLDER/<source>/{train,test}/*.tfrecord of random spectrograms; returns them by split."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, n_files in (("train", n_train_files), ("test", n_test_files)):
+        arrays = []
+        for index in range(n_files):
+            spectrograms = rng.uniform(-100, 20, (per_file, *SHAPE)).astype(np.float32)
+            if scale == "power":
+                spectrograms = pp.db_to_power(spectrograms).astype(np.float32)
+            pp.write_tfrecord(root / split / f"part{index}.tfrecord", spectrograms, f"file{index}.wav", scale)
+            arrays.append(spectrograms)
+        written[split] = np.concatenate(arrays)
+    return written
+
+
+def collect(dataset):
+    return np.concatenate([batch.numpy() for batch in dataset])
+
+
+def sort_rows(array):
+    flat = array.reshape(array.shape[0], -1)
+    return flat[np.lexsort(flat.T[::-1])]
+
+
+def test_pipeline_delivers_every_record_scaled_to_unit(tmp_path):
+    written = make_source_dataset(tmp_path / "piano")
+    data = dl.load_source_data(tmp_path / "piano", batch_size=7, scaling=dl.Scaling("dB"), shape=SHAPE, seed=1)
+    assert (data.n_train, data.n_test) == (30, 10)
+    train = collect(data.train)
+    assert train.shape == (30, 96, 64, 1) and train.dtype == np.float32
+    expected = (written["train"] + 100.0) / 120.0
+    np.testing.assert_allclose(sort_rows(train[..., 0]), sort_rows(expected), atol=1e-6)
+    test = collect(data.test)
+    np.testing.assert_allclose(test[..., 0], (written["test"] + 100.0) / 120.0, atol=1e-6)  # test keeps order
+
+
+def test_train_is_reshuffled_each_epoch(tmp_path):
+    make_source_dataset(tmp_path / "piano", per_file=20)
+    data = dl.load_source_data(tmp_path / "piano", batch_size=60, scaling=dl.Scaling("dB"), shape=SHAPE, seed=3)
+    first, second = collect(data.train), collect(data.train)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(sort_rows(first[..., 0]), sort_rows(second[..., 0]))
+
+
+def test_centered_logit_and_noise(tmp_path):
+    written = make_source_dataset(tmp_path / "violin", n_train_files=1, n_test_files=1)
+    files = dl.list_tfrecords(tmp_path / "violin", "test")
+    unit = (written["test"] + 100.0) / 120.0
+    centered = collect(dl.make_dataset(files, 4, dl.Scaling("dB", centered=True), SHAPE, shuffle=False))
+    np.testing.assert_allclose(centered[..., 0], unit - 0.5, atol=1e-6)
+    alpha = 0.05
+    logit = collect(dl.make_dataset(files, 4, dl.Scaling("dB", logit_alpha=alpha), SHAPE, shuffle=False))
+    squeezed = alpha + (1 - 2 * alpha) * unit
+    np.testing.assert_allclose(logit[..., 0], np.log(squeezed / (1 - squeezed)), atol=1e-4)
+    noisy = collect(dl.make_dataset(files, 4, dl.Scaling("dB", dequantization_noise=0.01), SHAPE, shuffle=False))
+    lifted = noisy[..., 0] * 1.01 - unit  # = 0.01 * U(0, 1)
+    assert lifted.min() >= -1e-6 and lifted.max() <= 0.01 + 1e-6 and lifted.std() > 0.002
+
+
+def test_power_records_scale_by_the_ceiling(tmp_path):
+    written = make_source_dataset(tmp_path / "piano", n_train_files=1, scale="power")
+    data = dl.load_source_data(tmp_path / "piano", 5, dl.Scaling("power"), SHAPE)
+    np.testing.assert_allclose(collect(data.test)[..., 0], written["test"] / 100.0, rtol=1e-5, atol=1e-12)
+
+
+def test_bad_datasets_give_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        dl.list_tfrecords(tmp_path / "nope", "train")
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(UserError, match="holds no .tfrecord"):
+        dl.list_tfrecords(tmp_path / "empty", "train")
+    with pytest.raises(UserError, match="test does not exist"):
+        dl.list_tfrecords(tmp_path / "empty", "test")
+
+    make_source_dataset(tmp_path / "piano")
+    with pytest.raises(UserError, match=r"shape \(96, 64\).*expects \(96, 94\)"):
+        dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("dB"), (96, 94))
+    with pytest.raises(UserError, match="holds dB spectrograms"):
+        dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("power"), SHAPE)
+
+    broken = tmp_path / "piano" / "train" / "part1.tfrecord"
+    broken.write_bytes(broken.read_bytes()[:-500])
+    with pytest.raises(UserError, match="part1.tfrecord is truncated or corrupt"):
+        dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("dB"), SHAPE)
+
+
+def test_pipeline_under_a_mirrored_strategy_with_two_cpus(tmp_path):
+    make_source_dataset(tmp_path / "piano", per_file=8)
+    script = tmp_path / "distributed.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(dl.__file__.rsplit('/datasets/', 1)[0])!r})
+        import core
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        from datasets import data_loader as dl
+        data = dl.load_source_data({str(tmp_path / 'piano')!r}, 8, dl.Scaling("dB"), (96, 64), strategy=strategy)
+
+        @tf.function
+        def step(batch):
+            per_replica = strategy.run(lambda x: tf.reduce_sum(tf.ones_like(x[..., 0, 0, 0])), args=(batch,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        seen = sum(int(step(batch)) for batch in data.train)
+        replicas = {{len(batch.values) for batch in data.train}}
+        print("SEEN", seen, "REPLICAS", sorted(replicas))
+    """))
+    proc = run_script(str(script))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SEEN 24 REPLICAS [2]" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------------- songs
+
+def make_song(folder, seconds=5.0, sources=("piano", "violin")):
+    audio = {name: music_like(seconds, seed=index, f0=110.0 * (index + 1)) for index, name in enumerate(sources)}
+    for name, waveform in audio.items():
+        write_wav(folder / f"{name}.wav", waveform)
+    mix = sum(audio.values())
+    write_wav(folder / "mix.wav", mix)
+    return mix, audio
+
+
+def test_load_song_pads_keeps_length_and_matches_direct_computation(tmp_path):
+    mix, audio = make_song(tmp_path / "song", seconds=5.0)
+    song = dl.load_song(tmp_path / "song")
+    assert song.name == "song" and song.n_samples == mix.size == 80000
+    assert song.n_segments == 3 and song.padding == 3 * 32640 - 80000
+    assert song.mix_mel.shape == (3, 96, 64) and song.stft_mixture.shape == (3, 1025, 64)
+    assert set(song.sources_mel) == {"piano", "violin"}
+    np.testing.assert_array_equal(song.mix_audio, mix)
+    expected = pp.mel_spectrogram_segments(pp.segment_audio(audio["violin"], 32640), PARAMS, "dB")
+    np.testing.assert_array_equal(song.sources_mel["violin"], expected)
+    # the mixture's STFT is the STFT of the padded segments: inverting it gives back the song
+    import librosa
+    recovered = np.concatenate([librosa.istft(s, hop_length=512, n_fft=2048, length=32640)
+                                for s in song.stft_mixture])[: song.n_samples]
+    np.testing.assert_allclose(recovered, mix, atol=1e-4)
+
+
+def test_load_song_without_sources_and_n_segments(tmp_path):
+    write_wav(tmp_path / "song" / "mix.wav", music_like(9.0))
+    song = dl.load_song(tmp_path / "song", n_segments=2)
+    assert song.sources_mel == {} and song.n_segments == 2 and song.n_samples == 2 * 32640
+
+
+def test_load_song_fixes_rates_channels_and_lengths_with_warnings(tmp_path, capsys):
+    folder = tmp_path / "song"
+    stereo = np.stack([music_like(3.0, seed=1, sr=44100), music_like(3.0, seed=2, sr=44100)], axis=1)
+    write_wav(folder / "mix.wav", stereo, sr=44100)
+    write_wav(folder / "piano.wav", music_like(2.0, seed=3))
+    write_wav(folder / "violin.wav", music_like(4.0, seed=4))
+    song = dl.load_song(folder)
+    err = capsys.readouterr().err
+    assert "downmixed to mono" in err and "resampled from 44100 Hz" in err
+    assert "padded with silence" in err and "trimmed" in err
+    assert song.n_samples == 48000
+    assert all(audio.shape == (48000,) for audio in song.sources_audio.values())
+    assert np.all(song.sources_audio["piano"][32000:] == 0)
+
+
+def test_short_silent_song_is_padded_not_nan(tmp_path, capsys):
+    write_wav(tmp_path / "song" / "mix.wav", np.zeros(SR // 2, np.float32))
+    song = dl.load_song(tmp_path / "song")
+    assert "shorter than one segment" in capsys.readouterr().err
+    assert song.n_segments == 1 and np.all(song.mix_mel == -100.0)
+
+
+def test_bad_song_folders(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        dl.load_song(tmp_path / "missing")
+    (tmp_path / "song").mkdir()
+    with pytest.raises(UserError, match="has no mix.wav"):
+        dl.load_song(tmp_path / "song")
+    (tmp_path / "song" / "mix.wav").write_text("not audio")
+    with pytest.raises(UserError, match="not an audio file"):
+        dl.load_song(tmp_path / "song")
