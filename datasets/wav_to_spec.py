@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from core import import_tensorflow  # noqa: E402
 from core.errors import UserError, run_main, warn  # noqa: E402
 from core.rundir import check_output_dir  # noqa: E402
 from datasets.preprocessing import (SpectrogramParams, audio_to_mel_segments, find_audio_files,  # noqa: E402
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     root = input_path if input_path.is_dir() else input_path.parent
 
     if "tfrecord" in formats:
-        import tensorflow  # noqa: F401  (loaded before the clock starts: it takes seconds)
+        import_tensorflow()  # loaded before the clock starts: it takes seconds
     start = time.perf_counter()
     n_segments = n_seconds = n_done = 0
     skipped = []

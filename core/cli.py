@@ -1,0 +1,74 @@
+"""What every training script does before its model: arguments, config, output folder, data.
+
+The training scripts (``train_ncsn.py``, ``train_glow.py``, ``train_noisy_glow.py``) differ only in their model,
+loss and defaults; they share the flags ``--dataset``, ``--config``, ``--output``, ``--seed`` and one flag per
+config key, and :func:`prepare_training` turns those into a resolved config (written to ``OUTPUT/config.yml``),
+a logger writing ``OUTPUT/out.log``, and validated train/test pipelines.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Iterable, Optional
+
+from core.config import Config, add_config_arguments, config_overrides, load_config, save_config
+from core.rundir import setup_logging
+
+
+def training_parser(description: str, default_output: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every training script shares."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", required=True, metavar="DIR",
+                        help="DATASET_FOLDER/<source>, holding train/ and test/ folders of .tfrecord files")
+    parser.add_argument("--output", default=default_output, metavar="DIR",
+                        help="run folder: config.yml, out.log, checkpoints, TensorBoard logs; "
+                             "re-running on the same folder resumes")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (data order, initialisation)")
+    add_config_arguments(parser)
+    return parser
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """A prepared training run: resolved config, run folder, logger and data."""
+
+    config: Config
+    output: Path
+    logger: logging.Logger
+    data: object  # datasets.data_loader.SourceData
+
+
+def prepare_training(args: argparse.Namespace, required: Iterable[str], centered: bool,
+                     strategy=None, argv: Optional[list[str]] = None) -> TrainingRun:
+    """Resolve the config (file + flags), open the run folder, and load the dataset.
+
+    Args:
+        args: parsed arguments of :func:`training_parser`.
+        required: config keys the model needs.
+        centered: scale the data to [-0.5, 0.5] (flows) instead of [0, 1] (score networks).
+        strategy: optional tf.distribute strategy for the datasets.
+    Raises:
+        UserError: bad config or dataset.
+    """
+    from core import import_tensorflow
+    from datasets.data_loader import Scaling, load_source_data
+
+    import_tensorflow()
+    config = load_config(args.config, config_overrides(args), required=required)
+    scaling = Scaling(scale=config.scale, centered=centered,
+                      logit_alpha=config.alpha if config.use_logit else None,
+                      dequantization_noise=config.dequantization_noise, params=config.spectrogram_params())
+    data = load_source_data(args.dataset, config.batch_size, scaling, (config.height, config.width),
+                            strategy=strategy, seed=args.seed)
+    output = Path(args.output)
+    logger = setup_logging(output)
+    save_config(config, output / "config.yml")
+    logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
+    logger.info("dataset %s: %d train and %d test spectrograms of %dx%d (%s)", args.dataset, data.n_train,
+                data.n_test, config.height, config.width, config.scale)
+    return TrainingRun(config, output, logger, data)
