@@ -43,7 +43,7 @@ def test_mel_segments_equal_librosa(scale):
         assert np.abs(mel - reference)[above_floor].max() < 0.01
         assert np.all(mel[~above_floor] == -100)
     else:
-        np.testing.assert_allclose(mel, reference, rtol=1e-5, atol=1e-12)
+        np.testing.assert_allclose(mel, reference, rtol=1e-3, atol=1e-12)  # 0.01 dB is 0.23 %
 
 
 def test_stft_equals_librosa_stft():
