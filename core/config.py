@@ -83,6 +83,12 @@ class Config:
     optimizer: str = _field("adam", "optimizer", ("adam", "adamax"))
     batch_size: int = _field(32, "global batch size (split over replicas)")
     learning_rate: float = _field(1e-3, "learning rate")
+    warmup_steps: int = _field(0, "steps of linear learning-rate warm-up from 0 (0: none)")
+    clipnorm: Optional[float] = _field(None, "clip each gradient to this L2 norm (None: no clipping)")
+    clipvalue: Optional[float] = _field(None, "clip each gradient element to [-v, v] (None: no clipping)")
+    spike_factor: float = _field(10.0, "stop when a step's loss exceeds the last epoch's mean by this factor "
+                                       "(loss spike); 0 disables the check")
+    sample_every: int = _field(10, "epochs between sample grids written to TensorBoard (0: never)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,272 @@
+"""The one training loop of the suite, shared by every ``train_*.py``.
+
+It knows nothing of models or data sources: a script hands it a model (any ``tf.Module``, e.g. a tf-keras model),
+a per-example loss, an optimizer and the train/test datasets. It provides:
+
+* a compiled train step run under a ``tf.distribute`` strategy (the default strategy on one device), with the
+  per-example losses averaged over the *global* batch;
+* learning-rate warm-up, gradient clipping (norm / value), an optional EMA of the weights (used for evaluation);
+* a test loss per epoch, TensorBoard scalars (``OUTPUT/tensorboard``), a progress bar, ``out.log``;
+* checkpoints: ``OUTPUT/tf_ckpts`` keeps the best checkpoint by test loss (what later scripts restore) and
+  ``OUTPUT/tf_ckpts_latest`` the last finished epoch (what a re-run resumes from);
+* a stop with a clear message on NaN/inf or a loss spike, keeping the last good checkpoints.
+
+Run folder layout::
+
+    OUTPUT/config.yml  out.log  tf_ckpts/  tf_ckpts_latest/  tensorboard/
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from core import import_tensorflow
+from core.errors import UserError
+
+tf = import_tensorflow()
+import tf_keras as keras  # noqa: E402  (after TensorFlow, quietly imported)
+
+BEST_DIR = "tf_ckpts"
+LATEST_DIR = "tf_ckpts_latest"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN/inf or spiked; the last good checkpoints are kept."""
+
+
+def make_strategy(name: str = "default"):
+    """A tf.distribute strategy by name: 'default' (one device), 'mirrored' (all local GPUs, or CPU),
+    'multiworker' (several machines, configured through the TF_CONFIG environment variable)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        import json
+        import os
+
+        if "TF_CONFIG" not in os.environ:
+            raise UserError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task); "
+                            "see the README, 'Training on several GPUs or machines'")
+        json.loads(os.environ["TF_CONFIG"])
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"unknown strategy {name!r}: use default, mirrored or multiworker")
+
+
+class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """Learning rate rising linearly from 0 to ``learning_rate`` over ``warmup_steps`` steps, then constant."""
+
+    def __init__(self, learning_rate: float, warmup_steps: int):
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        fraction = (tf.cast(step, tf.float32) + 1.0) / float(max(self.warmup_steps, 1))
+        return self.learning_rate * tf.minimum(1.0, fraction)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
+def make_optimizer(config):
+    """Adam or Adamax (config.optimizer) with warm-up and clipping from the config (tf-keras optimizers)."""
+    kinds = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}
+    learning_rate = WarmUp(config.learning_rate, config.warmup_steps) if config.warmup_steps else config.learning_rate
+    return kinds[config.optimizer](learning_rate=learning_rate,
+                                   clipnorm=config.clipnorm, clipvalue=config.clipvalue)
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What fit() returns: epochs done, best test loss, and the checkpoint paths."""
+
+    epochs_done: int
+    best_test_loss: float
+    best_checkpoint: Optional[str]
+    latest_checkpoint: Optional[str]
+
+
+class Trainer:
+    """Trains ``model`` by minimising the mean of ``per_example_loss`` over the data.
+
+    Args:
+        model: the tf.Module whose ``trainable_variables`` are optimised (built under ``strategy.scope()``).
+        per_example_loss: ``f(batch, training) -> (batch,)`` float32 losses, called inside the replica context.
+        optimizer: a tf-keras optimizer (see :func:`make_optimizer`), created under ``strategy.scope()``.
+        output: the run folder.
+        strategy: the tf.distribute strategy the model, optimizer and datasets were made with.
+        global_batch_size: the batch size over all replicas (for averaging the losses).
+        ema: optional object with ``update()`` (after each step) and ``swapped()`` (a context manager that puts the
+            averaged weights in place); it must be trackable by tf.train.Checkpoint.
+        metrics: optional ``f(mean_loss) -> {name: value}`` of extra numbers logged per epoch (e.g. bits/dim).
+        on_epoch_end: optional ``f(epoch, summary_writer)`` called after each epoch (e.g. sample grids).
+        spike_factor: a train loss above ``mean + spike_factor * |mean|`` of the previous epoch stops training.
+        logger: where progress lines go.
+    """
+
+    def __init__(self, model, per_example_loss: Callable, optimizer, output: str | Path, strategy=None,
+                 global_batch_size: int = 32, ema=None, metrics: Optional[Callable] = None,
+                 on_epoch_end: Optional[Callable] = None, spike_factor: float = 10.0,
+                 logger: Optional[logging.Logger] = None):
+        self.model = model
+        self.per_example_loss = per_example_loss
+        self.optimizer = optimizer
+        self.output = Path(output)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.global_batch_size = global_batch_size
+        self.ema = ema
+        self.metrics = metrics or (lambda loss: {})
+        self.on_epoch_end = on_epoch_end
+        self.spike_factor = spike_factor
+        self.logger = logger or logging.getLogger("sepsuite")
+        # host-side counters (outside the strategy's scope: read and written only between steps)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best_test_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_test_loss")
+        tracked = dict(model=model, optimizer=optimizer, epoch=self.epoch, best_test_loss=self.best_test_loss)
+        if ema is not None:
+            tracked["ema"] = ema
+        self.checkpoint = tf.train.Checkpoint(**tracked)
+        self.latest = tf.train.CheckpointManager(self.checkpoint, str(self.output / LATEST_DIR), max_to_keep=2)
+        self.best = tf.train.CheckpointManager(self.checkpoint, str(self.output / BEST_DIR), max_to_keep=1)
+        self._train_step = tf.function(self._distributed_train_step)
+        self._test_step = tf.function(self._distributed_test_step)
+
+    # ------------------------------------------------------------------------------------------- compiled steps
+    def _replica_train_step(self, batch):
+        with tf.GradientTape() as tape:
+            losses = self.per_example_loss(batch, True)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=self.global_batch_size)
+            regularisation = getattr(self.model, "losses", [])
+            if regularisation:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(regularisation))
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        if self.ema is not None:
+            self.ema.update()
+        return tf.reduce_sum(losses), tf.cast(tf.shape(losses)[0], tf.float32)
+
+    def _distributed_train_step(self, batch):
+        total, count = self.strategy.run(self._replica_train_step, args=(batch,))
+        reduce = tf.distribute.ReduceOp.SUM
+        return self.strategy.reduce(reduce, total, axis=None), self.strategy.reduce(reduce, count, axis=None)
+
+    def _replica_test_step(self, batch):
+        losses = self.per_example_loss(batch, False)
+        return tf.reduce_sum(losses), tf.cast(tf.shape(losses)[0], tf.float32)
+
+    def _distributed_test_step(self, batch):
+        total, count = self.strategy.run(self._replica_test_step, args=(batch,))
+        reduce = tf.distribute.ReduceOp.SUM
+        return self.strategy.reduce(reduce, total, axis=None), self.strategy.reduce(reduce, count, axis=None)
+
+    # ------------------------------------------------------------------------------------------------ the loop
+    def restore(self) -> bool:
+        """Restore the latest checkpoint of the run folder if there is one; returns whether it did."""
+        if self.latest.latest_checkpoint is None:
+            return False
+        self.checkpoint.restore(self.latest.latest_checkpoint).expect_partial()
+        return True
+
+    def evaluate(self, dataset) -> float:
+        """Mean per-example loss over a (distributed) dataset, with the EMA weights when there are any."""
+        def run():
+            total = count = 0.0
+            for batch in dataset:
+                batch_total, batch_count = self._test_step(batch)
+                total += float(batch_total)
+                count += float(batch_count)
+            return total / max(count, 1.0)
+
+        if self.ema is not None:
+            with self.ema.swapped():
+                return run()
+        return run()
+
+    def fit(self, train, test, n_epochs: int, steps_per_epoch: Optional[int] = None) -> TrainState:
+        """Train until ``n_epochs`` epochs are done in total, resuming from the run folder's latest checkpoint.
+
+        Args:
+            train, test: (distributed) datasets of batches; ``train`` is iterated once per epoch.
+            n_epochs: total epochs of the run (a resumed run does only the missing ones).
+            steps_per_epoch: length of an epoch for the progress bar (None: unknown).
+        Raises:
+            TrainingDiverged: NaN/inf or a spike in the loss (the last good checkpoints stay on disk).
+        """
+        from tqdm import tqdm
+
+        if self.restore():
+            self.logger.info("resumed from %s (epoch %d done, best test loss %.4f)", self.latest.latest_checkpoint,
+                             int(self.epoch), float(self.best_test_loss))
+        if int(self.epoch) >= n_epochs:
+            self.logger.info("all %d epochs are already done in %s; raise --n_epochs to train further",
+                             n_epochs, self.output)
+            return self._state()
+        writer = tf.summary.create_file_writer(str(self.output / TENSORBOARD_DIR))
+        previous_mean: Optional[float] = None
+        for epoch in range(int(self.epoch) + 1, n_epochs + 1):
+            start = time.perf_counter()
+            total = count = 0.0
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{n_epochs}", unit="step", leave=False,
+                       disable=None)
+            for batch in train:
+                batch_total, batch_count = self._train_step(batch)
+                batch_loss = float(batch_total) / max(float(batch_count), 1.0)
+                self._check(batch_loss, previous_mean, epoch)
+                total += float(batch_total)
+                count += float(batch_count)
+                bar.update(1)
+                bar.set_postfix(loss=f"{batch_loss:.4g}")
+            bar.close()
+            train_loss = total / max(count, 1.0)
+            test_loss = self.evaluate(test)
+            if not math.isfinite(test_loss):
+                raise TrainingDiverged(self._diverged_message(epoch, f"the test loss is {test_loss}"))
+            self.epoch.assign(epoch)
+            improved = test_loss < float(self.best_test_loss)
+            if improved:
+                self.best_test_loss.assign(test_loss)
+            self.latest.save(checkpoint_number=epoch)
+            if improved:
+                self.best.save(checkpoint_number=epoch)
+            with writer.as_default(step=epoch):
+                tf.summary.scalar("loss/train", train_loss)
+                tf.summary.scalar("loss/test", test_loss)
+                for name, value in {**_prefixed(self.metrics(train_loss), "train"),
+                                    **_prefixed(self.metrics(test_loss), "test")}.items():
+                    tf.summary.scalar(name, value)
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(epoch, writer)
+            writer.flush()
+            extra = "".join(f", {k} {v:.4f}" for k, v in _prefixed(self.metrics(test_loss), "test").items())
+            self.logger.info("epoch %d/%d: train loss %.4f, test loss %.4f%s%s (%.0f s)", epoch, n_epochs,
+                             train_loss, test_loss, extra, " (best)" if improved else "",
+                             time.perf_counter() - start)
+            previous_mean = train_loss
+        return self._state()
+
+    def _check(self, loss: float, previous_mean: Optional[float], epoch: int) -> None:
+        if not math.isfinite(loss):
+            raise TrainingDiverged(self._diverged_message(epoch, f"the train loss became {loss}"))
+        if previous_mean is not None and self.spike_factor > 0 and \
+                loss - previous_mean > self.spike_factor * max(abs(previous_mean), 1e-6):
+            raise TrainingDiverged(self._diverged_message(
+                epoch, f"the train loss spiked to {loss:.4g} (last epoch's mean {previous_mean:.4g})"))
+
+    def _diverged_message(self, epoch: int, what: str) -> str:
+        kept = self.latest.latest_checkpoint or "none yet"
+        return (f"training stopped in epoch {epoch}: {what}; the last good checkpoint is kept ({kept}). Remedies: "
+                "a lower --learning_rate, a longer --warmup_steps, --clipnorm 1.0 (re-running resumes from it)")
+
+    def _state(self) -> TrainState:
+        return TrainState(int(self.epoch), float(self.best_test_loss), self.best.latest_checkpoint,
+                          self.latest.latest_checkpoint)
+
+
+def _prefixed(values: dict, split: str) -> dict:
+    return {f"{name}/{split}": value for name, value in values.items()}

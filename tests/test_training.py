@@ -1,0 +1,106 @@
+"""The shared training loop: it optimises, checkpoints by best test loss, resumes, stops on divergence."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_script
+from core.config import Config
+from core.training import BEST_DIR, LATEST_DIR, Trainer, TrainingDiverged, make_optimizer, tf
+
+import tf_keras as keras
+
+
+def regression_data(n=256, seed=0):
+    """y = 2 x + 1 + small noise: least squares has the analytic optimum w = 2, b = 1."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    y = (2 * x + 1 + 0.01 * rng.standard_normal((n, 1))).astype(np.float32)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+
+def make_trainer(output, learning_rate=0.05, loss_scale=1.0):
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(1,))])
+    optimizer = make_optimizer(Config(learning_rate=learning_rate, optimizer="adam"))
+
+    def per_example_loss(batch, training):
+        x, y = batch
+        return loss_scale * tf.reduce_sum((model(x, training=training) - y) ** 2, axis=-1)
+
+    return model, Trainer(model, per_example_loss, optimizer, output, global_batch_size=32)
+
+
+def test_fit_reaches_the_least_squares_optimum_and_keeps_the_best(tmp_path):
+    model, trainer = make_trainer(tmp_path)
+    state = trainer.fit(regression_data(), regression_data(64, seed=1), n_epochs=40)
+    w, b = (float(v.numpy().ravel()[0]) for v in model.weights)
+    assert w == pytest.approx(2.0, abs=0.05) and b == pytest.approx(1.0, abs=0.05)
+    assert state.epochs_done == 40 and state.best_test_loss < 1e-3
+    assert (tmp_path / BEST_DIR / "checkpoint").is_file() and (tmp_path / LATEST_DIR / "checkpoint").is_file()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_rerun_resumes_from_the_latest_epoch(tmp_path):
+    _, first = make_trainer(tmp_path)
+    first.fit(regression_data(), regression_data(64, 1), n_epochs=3)
+    model, second = make_trainer(tmp_path)
+    assert second.restore() and int(second.epoch) == 3
+    weights_after_restore = [v.numpy().copy() for v in model.weights]
+    _, third = make_trainer(tmp_path)
+    third.restore()
+    np.testing.assert_array_equal(weights_after_restore[0], third.model.weights[0].numpy())
+    state = second.fit(regression_data(), regression_data(64, 1), n_epochs=5)
+    assert state.epochs_done == 5
+    assert tf.train.latest_checkpoint(str(tmp_path / LATEST_DIR)).endswith("-5")
+    done = make_trainer(tmp_path)[1].fit(regression_data(), regression_data(64, 1), n_epochs=5)
+    assert done.epochs_done == 5  # nothing left to do
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    _, good = make_trainer(tmp_path)
+    good.fit(regression_data(), regression_data(64, 1), n_epochs=1)
+    _, bad = make_trainer(tmp_path, loss_scale=float("nan"))
+    with pytest.raises(TrainingDiverged, match="lower --learning_rate.*--warmup_steps.*--clipnorm"):
+        bad.fit(regression_data(), regression_data(64, 1), n_epochs=3)
+    assert tf.train.latest_checkpoint(str(tmp_path / LATEST_DIR)).endswith("-1")
+
+
+def test_spike_detection(tmp_path):
+    _, trainer = make_trainer(tmp_path)
+    trainer._check(1.0, previous_mean=1.0, epoch=2)
+    with pytest.raises(TrainingDiverged, match="spiked"):
+        trainer._check(50.0, previous_mean=1.0, epoch=2)
+
+
+def test_mirrored_strategy_on_two_cpus_trains_the_same_model(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r})
+        import core
+        tf = core.import_tensorflow()
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import tf_keras as keras
+        from core.config import Config
+        from core.training import Trainer, make_optimizer
+        from test_training import regression_data
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = keras.Sequential([keras.layers.Dense(1, input_shape=(1,))])
+            optimizer = make_optimizer(Config(learning_rate=0.05))
+        def loss(batch, training):
+            x, y = batch
+            return tf.reduce_sum((model(x, training=training) - y) ** 2, axis=-1)
+        trainer = Trainer(model, loss, optimizer, {str(tmp_path / 'run')!r}, strategy=strategy, global_batch_size=32)
+        train = strategy.experimental_distribute_dataset(regression_data())
+        test = strategy.experimental_distribute_dataset(regression_data(64, 1))
+        state = trainer.fit(train, test, n_epochs=40)
+        w, b = (float(v.numpy().ravel()[0]) for v in model.weights)
+        print("REPLICAS", strategy.num_replicas_in_sync, "W", round(w, 2), "B", round(b, 2))
+    """))
+    proc = run_script(str(script))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "REPLICAS 2 W 2.0 B 1.0" in proc.stdout, proc.stdout
