@@ -24,11 +24,14 @@ def training_parser(description: str, default_output: str) -> argparse.ArgumentP
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dataset", required=True, metavar="DIR",
-                        help="DATASET_FOLDER/<source>, holding train/ and test/ folders of .tfrecord files")
+                        help="DATASET_FOLDER/<source>, holding train/ and test/ folders of .tfrecord files; "
+                             "or mnist / cifar10 (toy images through tensorflow-datasets)")
     parser.add_argument("--output", default=default_output, metavar="DIR",
                         help="run folder: config.yml, out.log, checkpoints, TensorBoard logs; "
                              "re-running on the same folder resumes")
     parser.add_argument("--seed", type=int, default=0, help="random seed (data order, initialisation)")
+    parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
+                        help="tf.distribute strategy: one device, all local GPUs, or several machines (TF_CONFIG)")
     add_config_arguments(parser)
     return parser
 
@@ -41,34 +44,42 @@ class TrainingRun:
     output: Path
     logger: logging.Logger
     data: object  # datasets.data_loader.SourceData
+    strategy: object  # tf.distribute.Strategy
+    input_shape: tuple  # (height, width, channels) of one example
 
 
 def prepare_training(args: argparse.Namespace, required: Iterable[str], centered: bool,
-                     strategy=None, argv: Optional[list[str]] = None) -> TrainingRun:
+                     argv: Optional[list[str]] = None) -> TrainingRun:
     """Resolve the config (file + flags), open the run folder, and load the dataset.
 
     Args:
         args: parsed arguments of :func:`training_parser`.
         required: config keys the model needs.
         centered: scale the data to [-0.5, 0.5] (flows) instead of [0, 1] (score networks).
-        strategy: optional tf.distribute strategy for the datasets.
     Raises:
         UserError: bad config or dataset.
     """
-    from core import import_tensorflow
-    from datasets.data_loader import Scaling, load_source_data
+    from core.training import make_strategy  # imports TensorFlow (quietly)
+    from datasets.data_loader import IMAGE_DATASETS, Scaling, load_image_data, load_source_data
 
-    import_tensorflow()
+    strategy = make_strategy(args.strategy)
     config = load_config(args.config, config_overrides(args), required=required)
     scaling = Scaling(scale=config.scale, centered=centered,
                       logit_alpha=config.alpha if config.use_logit else None,
                       dequantization_noise=config.dequantization_noise, params=config.spectrogram_params())
-    data = load_source_data(args.dataset, config.batch_size, scaling, (config.height, config.width),
-                            strategy=strategy, seed=args.seed)
+    if args.dataset in IMAGE_DATASETS:
+        height, width, channels = IMAGE_DATASETS[args.dataset]
+        config = dataclasses.replace(config, height=height, width=width)
+        data = load_image_data(args.dataset, config.batch_size, scaling, strategy=strategy, seed=args.seed)
+    else:
+        channels = 1
+        data = load_source_data(args.dataset, config.batch_size, scaling, (config.height, config.width),
+                                strategy=strategy, seed=args.seed)
     output = Path(args.output)
     logger = setup_logging(output)
     save_config(config, output / "config.yml")
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info("dataset %s: %d train and %d test spectrograms of %dx%d (%s)", args.dataset, data.n_train,
                 data.n_test, config.height, config.width, config.scale)
-    return TrainingRun(config, output, logger, data)
+    logger.info("strategy: %s with %d replica(s)", args.strategy, strategy.num_replicas_in_sync)
+    return TrainingRun(config, output, logger, data, strategy, (config.height, config.width, channels))

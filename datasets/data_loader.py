@@ -108,15 +108,19 @@ class Scaling:
         import tensorflow as tf
 
         unit = tf.clip_by_value(to_unit(spectrograms, self.scale, self.params), 0.0, 1.0)
+        return self.finish(unit[..., tf.newaxis], seed)
+
+    def finish(self, unit, seed=None):
+        """[0, 1] values (any shape, tf) -> model inputs: dequantisation noise, then logit or centring."""
+        import tensorflow as tf
+
         if self.dequantization_noise > 0:
             noise = tf.random.uniform(tf.shape(unit), dtype=unit.dtype, seed=seed)
             unit = (unit + self.dequantization_noise * noise) / (1.0 + self.dequantization_noise)
         if self.logit_alpha is not None:
             squeezed = self.logit_alpha + (1.0 - 2.0 * self.logit_alpha) * unit
-            unit = tf.math.log(squeezed) - tf.math.log1p(-squeezed)
-        elif self.centered:
-            unit = unit - 0.5
-        return unit[..., tf.newaxis]
+            return tf.math.log(squeezed) - tf.math.log1p(-squeezed)
+        return unit - 0.5 if self.centered else unit
 
 
 def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: Scaling,
@@ -200,6 +204,57 @@ def load_source_data(dataset_dir: str | os.PathLike, batch_size: int, scaling: S
         train = strategy.experimental_distribute_dataset(train)
         test = strategy.experimental_distribute_dataset(test)
     return SourceData(train, test, n_train, n_test)
+
+
+# ---------------------------------------------------------------------------------------- toy images (tfds)
+
+IMAGE_DATASETS = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+
+
+def load_image_data(name: str, batch_size: int, scaling: Scaling, strategy=None, seed: Optional[int] = None,
+                    data_dir: Optional[str] = None) -> SourceData:
+    """MNIST or CIFAR-10 through tensorflow-datasets, as (batch, h, w, c) float32 model inputs.
+
+    Pixels are mapped to [0, 1] as (pixel + 0.5) / 256 -- the centre of each of the 256 bins -- and, with
+    ``scaling.dequantization_noise``, spread uniformly inside the bin instead; then centred or logit-transformed as
+    ``scaling`` says. The first use downloads the data (a networked machine is needed once).
+
+    Raises:
+        UserError: unknown name, or the data cannot be downloaded/prepared.
+    """
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    if name not in IMAGE_DATASETS:
+        raise UserError(f"unknown image dataset {name!r}: use one of {', '.join(IMAGE_DATASETS)}")
+    try:
+        (train, test), info = tfds.load(name, split=["train", "test"], with_info=True, data_dir=data_dir)
+    except Exception as err:  # tfds raises many kinds (download, checksum, file system) for the same user problem
+        raise UserError(f"could not load {name} through tensorflow-datasets ({type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); the first use downloads "
+                        "it and needs a network connection") from None
+    noise = scaling.dequantization_noise > 0
+    plain = dataclasses.replace(scaling, dequantization_noise=0.0)
+
+    def to_inputs(example):
+        pixels = tf.cast(example["image"], tf.float32)
+        offset = tf.random.uniform(tf.shape(pixels), seed=seed) if noise else 0.5
+        return plain.finish((pixels + offset) / 256.0)
+
+    def pipeline(dataset, shuffle):
+        if shuffle:
+            dataset = dataset.shuffle(10000, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        return strategy.experimental_distribute_dataset(dataset) if strategy is not None else dataset
+
+    def size(dataset, split):
+        try:
+            return int(info.splits[split].num_examples)
+        except KeyError:  # tfds' offline mock data has no split metadata
+            return int(dataset.cardinality())
+
+    return SourceData(pipeline(train, True), pipeline(test, False), size(train, "train"), size(test, "test"))
 
 
 # -------------------------------------------------------------------------------------------------------- songs

@@ -196,3 +196,21 @@ def test_bad_song_folders(tmp_path):
     (tmp_path / "song" / "mix.wav").write_text("not audio")
     with pytest.raises(UserError, match="not an audio file"):
         dl.load_song(tmp_path / "song")
+
+
+def test_toy_images_through_tensorflow_datasets_without_network():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):  # tfds' own offline stand-in for the real download
+        data = dl.load_image_data("mnist", 16, dl.Scaling(centered=True), seed=0)
+        images = collect(data.train)
+        assert images.shape == (40, 28, 28, 1)
+        assert images.min() >= -0.5 and images.max() <= 0.5
+        # bin centres: (pixel + 0.5) / 256 - 0.5 for integer pixels
+        pixels = (images + 0.5) * 256 - 0.5
+        np.testing.assert_allclose(pixels, np.round(pixels), atol=1e-3)
+        noisy = collect(dl.load_image_data("cifar10", 8, dl.Scaling(dequantization_noise=1.0), seed=0).test)
+        assert noisy.shape[1:] == (32, 32, 3) and 0 <= noisy.min() and noisy.max() <= 1
+        assert np.abs((noisy * 256) - np.round(noisy * 256)).max() > 0.1  # spread inside the bins
+    with pytest.raises(UserError, match="unknown image dataset"):
+        dl.load_image_data("svhn", 8, dl.Scaling())
