@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from core import import_tensorflow
 from core.errors import UserError, warn
 from datasets.preprocessing import (SpectrogramParams, load_audio, mel_spectrogram_segments, segment_audio,
                                     tfrecord_features, to_unit)
@@ -61,7 +62,7 @@ def check_tfrecords(files: Sequence[str | os.PathLike], shape: Optional[tuple[in
     Raises:
         UserError: a file is truncated or corrupt, or its spectrograms have another shape or scale (names the file).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     spec = tfrecord_features()
     total = 0
@@ -105,14 +106,14 @@ class Scaling:
 
     def __call__(self, spectrograms, seed=None):
         """(batch, height, width) dB or power -> (batch, height, width, 1) float32 model inputs (tf)."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         unit = tf.clip_by_value(to_unit(spectrograms, self.scale, self.params), 0.0, 1.0)
         return self.finish(unit[..., tf.newaxis], seed)
 
     def finish(self, unit, seed=None):
         """[0, 1] values (any shape, tf) -> model inputs: dequantisation noise, then logit or centring."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         if self.dequantization_noise > 0:
             noise = tf.random.uniform(tf.shape(unit), dtype=unit.dtype, seed=seed)
@@ -140,7 +141,7 @@ def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: S
     Returns:
         tf.data.Dataset of (batch, height, width, 1) float32.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     autotune = tf.data.AUTOTUNE
     spec = {"spectrogram": tfrecord_features()["spectrogram"]}
@@ -222,7 +223,7 @@ def load_image_data(name: str, batch_size: int, scaling: Scaling, strategy=None,
     Raises:
         UserError: unknown name, or the data cannot be downloaded/prepared.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
     import tensorflow_datasets as tfds
 
     if name not in IMAGE_DATASETS:

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.fft
 import soundfile as sf
 
+from core import import_tensorflow
 from core.errors import UserError
 
 #: File extensions treated as audio when walking a folder (formats libsndfile reads).
@@ -315,20 +316,20 @@ def from_unit(unit, scale: str, params: SpectrogramParams = SpectrogramParams())
 # -------------------------------------------------------------------------------------------------- TFRecords
 
 def _feature_bytes(value: bytes):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
 def _feature_ints(values: Sequence[int]):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
 
 
 def serialize_segment(spectrogram: np.ndarray, source_file: str, segment_index: int, scale: str) -> bytes:
     """One tf.train.Example: the raw float32 spectrogram, its shape, scale, source file and segment index."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     spectrogram = np.ascontiguousarray(spectrogram, dtype=np.float32)
     example = tf.train.Example(features=tf.train.Features(feature={
@@ -343,7 +344,7 @@ def serialize_segment(spectrogram: np.ndarray, source_file: str, segment_index: 
 
 def tfrecord_features():
     """The feature spec of a segment record, for tf.io.parse_example."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return {
         "spectrogram": tf.io.FixedLenFeature([], tf.string),
@@ -356,7 +357,7 @@ def tfrecord_features():
 
 def write_tfrecord(path: str | os.PathLike, spectrograms: np.ndarray, source_file: str, scale: str) -> None:
     """Write (n_segments, n_mels, n_frames) spectrograms as one record per segment, traceable to its source."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,7 +374,7 @@ def iter_tfrecord(path: str | os.PathLike) -> Iterator[dict]:
     Raises:
         UserError: the file is missing, truncated or corrupt (the message names it).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     path = Path(path)
     if not path.is_file():

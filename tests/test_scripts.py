@@ -8,7 +8,8 @@ import yaml
 from conftest import ROOT, assert_one_line_error, run_script
 from datasets import preprocessing as pp
 
-SCRIPTS = ["train_ncsn.py", "train_glow.py", "train_noisy_glow.py", "datasets/wav_to_spec.py"]
+SCRIPTS = ["train_ncsn.py", "train_glow.py", "train_noisy_glow.py", "datasets/wav_to_spec.py",
+           "datasets/build_midi_dataset.py", "technique1_ncsnv2.py", "technique2and4_ncsnv2.py", "run_example.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -52,3 +53,19 @@ def test_training_scripts_reject_bad_configs_and_datasets(dataset, tmp_path):
     assert_one_line_error(run_script("train_ncsn.py", "--dataset", str(dataset), "--config",
                                      "configs/tiny_ncsn.yml", "--height", "28", "--output", str(tmp_path / "m")),
                           "shape (96, 64)", "(28, 64)")
+
+
+def test_train_ncsn_trains_checkpoints_and_resumes(dataset, tmp_path):
+    output = tmp_path / "ncsn"
+    common = ["train_ncsn.py", "--dataset", str(dataset), "--config", "configs/tiny_ncsn.yml", "--output",
+              str(output), "--n_filters", "4", "--batch_size", "3", "--sample_every", "1", "--n_samples", "2",
+              "--T", "1", "--ema", "true"]
+    first = run_script(*common, "--n_epochs", "1", timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (output / "tf_ckpts" / "checkpoint").is_file() and (output / "tf_ckpts_latest" / "checkpoint").is_file()
+    assert "epoch 1/1: train loss" in (output / "out.log").read_text()
+    assert list((output / "tensorboard").glob("events.out.tfevents.*"))
+    second = run_script(*common, "--n_epochs", "2", timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = (output / "out.log").read_text()
+    assert "resumed from" in log and "epoch 2/2: train loss" in log and "epoch 1/2" not in log

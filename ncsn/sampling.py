@@ -1,0 +1,161 @@
+"""Annealed Langevin dynamics (Song & Ermon 2019, algorithm 1) as one compiled TensorFlow function.
+
+For levels i = 1..L (sigma_1 > ... > sigma_L) and T steps per level, with eta_i = step_lr * (sigma_i / sigma_L)^2:
+
+    x <- x + eta_i * g(x, i) + sqrt(2 eta_i) * z,      z ~ N(0, I)
+
+where g is the *update direction*: the score s(x, sigma_i) for NCSN sampling, or score + likelihood term for BASIS
+(posterior sampling, REFERENCE.md §2), which reuses this core through its ``grad_fn``. Optionally a final denoising
+step x <- x + sigma_L^2 g(x, L) (Tweedie's formula when g is the score) is applied at the end.
+
+The loops over levels and steps run inside the graph (``tf.while_loop``), so a sampler is traced once for a given
+state shape, whatever L and T. All random numbers are stateless and derived from one explicit seed
+(a (2,) int tensor or a Python int): the same seed gives the same samples, bit for bit on the same machine.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from core import import_tensorflow
+from ncsn.schedule import langevin_step_sizes
+
+tf = import_tensorflow()
+
+GradFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+Seed = Union[int, Sequence[int], np.ndarray, tf.Tensor]
+
+
+def as_seed(seed: Seed) -> tf.Tensor:
+    """A seed for stateless ops: a Python int n becomes [0, n]; a pair is kept. Returns (2,) int64."""
+    if isinstance(seed, (int, np.integer)):
+        return tf.constant([0, int(seed)], tf.int64)
+    seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+    if seed.shape.rank != 1 or seed.shape[0] != 2:
+        raise ValueError(f"a seed is an int or a pair of ints, got shape {seed.shape}")
+    return seed
+
+
+def uniform_init(shape: Sequence[int], seed: Seed, dtype=tf.float32) -> tf.Tensor:
+    """The default starting point of the chains: U(0, 1) of ``shape`` (data in [0, 1]), from a stateless seed."""
+    return tf.random.stateless_uniform(shape, seed=as_seed(seed), dtype=dtype)
+
+
+def annealed_langevin(grad_fn: GradFn, x_init, sigmas, n_steps_each: int, step_lr: float, seed: Seed,
+                      denoise: bool = False, return_intermediates: bool = False):
+    """Run annealed Langevin dynamics (the graph; call it eagerly or inside a tf.function).
+
+    Args:
+        grad_fn: ``grad_fn(x, level) -> direction`` with x the state (any shape, float) and level a scalar int32
+            tensor in [0, L) (0 = sigma_1); returns a tensor of x's shape: the score for NCSN sampling, score plus
+            likelihood gradient for BASIS. It is traced once (inside the loop), not once per level.
+        x_init: the starting state, e.g. :func:`uniform_init` ((batch, h, w, c) for NCSN, (K, batch, h, w, c) for
+            K sources in BASIS); its dtype is the dtype of the computation.
+        sigmas: (L,) the noise schedule, descending (data units).
+        n_steps_each: T, steps per level.
+        step_lr: delta; the step at level i is eta_i = delta * (sigma_i / sigma_L)^2.
+        seed: stateless seed; the noise of step t of level i is drawn from fold_in(seed, i * T + t).
+        denoise: finish with x <- x + sigma_L^2 * grad_fn(x, L - 1).
+        return_intermediates: also return the state at the end of each level.
+    Returns:
+        x, the final state (shape and dtype of x_init), or (x, intermediates) with intermediates of shape
+        (L, *x.shape): the state after each level (before the final denoising step).
+    """
+    x_init = tf.convert_to_tensor(x_init)
+    dtype = x_init.dtype
+    sigmas_np = np.asarray(sigmas, dtype=np.float64)
+    n_levels = int(sigmas_np.shape[0])
+    steps = tf.constant(langevin_step_sizes(sigmas_np, step_lr), dtype)
+    noise_scales = tf.sqrt(2.0 * steps)
+    n_steps_each = int(n_steps_each)
+    seed = as_seed(seed)
+    shape = tf.shape(x_init)
+
+    def level_body(level, x, intermediates):
+        step, noise_scale = steps[level], noise_scales[level]
+
+        def step_body(t, x):
+            step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(level * n_steps_each + t, tf.int64))
+            noise = tf.random.stateless_normal(shape, seed=step_seed, dtype=dtype)
+            return t + 1, x + step * grad_fn(x, level) + noise_scale * noise
+
+        _, x = tf.while_loop(lambda t, x: t < n_steps_each, step_body, (tf.constant(0), x))
+        if return_intermediates:
+            intermediates = intermediates.write(level, x)
+        return level + 1, x, intermediates
+
+    intermediates = tf.TensorArray(dtype, size=n_levels, element_shape=x_init.shape)
+    _, x, intermediates = tf.while_loop(lambda level, x, _: level < n_levels, level_body,
+                                        (tf.constant(0), x_init, intermediates))
+    if denoise:
+        x = x + float(sigmas_np[-1]) ** 2 * grad_fn(x, tf.constant(n_levels - 1))
+    if return_intermediates:
+        return x, intermediates.stack()
+    return x
+
+
+class AnnealedLangevin:
+    """A compiled annealed-Langevin sampler over a fixed update direction and schedule.
+
+    Args:
+        grad_fn, sigmas, n_steps_each, step_lr, denoise, return_intermediates: as :func:`annealed_langevin`.
+        jit_compile: compile with XLA (tf.function(jit_compile=True)).
+    Call: ``sampler(x_init, seed)`` -> x (or (x, intermediates)); ``sampler.sample(shape, seed)`` starts from
+    U(0, 1). The function is traced once per state shape and dtype; seeds are tensors, so new seeds do not retrace.
+    """
+
+    def __init__(self, grad_fn: GradFn, sigmas, n_steps_each: int, step_lr: float, denoise: bool = False,
+                 return_intermediates: bool = False, jit_compile: bool = False):
+        self.grad_fn = grad_fn
+        self.sigmas = np.asarray(sigmas, dtype=np.float32)
+        self.n_steps_each = int(n_steps_each)
+        self.step_lr = float(step_lr)
+        self.denoise = bool(denoise)
+        self.return_intermediates = bool(return_intermediates)
+
+        def run(x_init, seed):
+            return annealed_langevin(self.grad_fn, x_init, self.sigmas, self.n_steps_each, self.step_lr, seed,
+                                     denoise=self.denoise, return_intermediates=self.return_intermediates)
+
+        self._compiled = tf.function(run, jit_compile=jit_compile, reduce_retracing=False)
+
+    def __call__(self, x_init, seed: Seed):
+        return self._compiled(tf.convert_to_tensor(x_init), as_seed(seed))
+
+    def sample(self, shape: Sequence[int], seed: Seed):
+        """Chains started from U(0, 1) of ``shape``; the start and the dynamics use independent streams of seed."""
+        init_seed, run_seed = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 2))
+        return self(uniform_init(shape, init_seed), run_seed)
+
+    @property
+    def tracing_count(self) -> int:
+        """How many times the compiled function has been traced (1 after any number of same-shape calls)."""
+        return self._compiled.experimental_get_tracing_count()
+
+
+def model_score_fn(model) -> GradFn:
+    """``score_fn(x, level)`` of a score network called as ``model([x, labels], training=False)`` (every example of
+    the batch at the same level); x (batch, h, w, c) float32."""
+
+    def score_fn(x, level):
+        labels = tf.fill(tf.shape(x)[:1], tf.cast(level, tf.int32))
+        return model([x, labels], training=False)
+
+    return score_fn
+
+
+def ncsn_sampler(model, sigmas, n_steps_each: int, step_lr: float, denoise: bool = False,
+                 return_intermediates: bool = False, jit_compile: bool = False) -> AnnealedLangevin:
+    """A compiled sampler of an NCSN prior: annealed Langevin dynamics on the network's score.
+
+    Example::
+
+        sampler = ncsn_sampler(model, sigmas_from_config(config), config.T, config.step_lr)
+        spectrograms = sampler.sample((16, 96, 64, 1), seed=0)   # (16, 96, 64, 1) float32, [0,1]-scaled dB
+
+    The samples are not clipped; clip to [0, 1] before turning them back into dB. ``denoise=True`` adds NCSNv2's
+    final step x + sigma_L^2 s(x, sigma_L) (off by default, as NCSN v1 and the seed).
+    """
+    return AnnealedLangevin(model_score_fn(model), sigmas, n_steps_each, step_lr, denoise=denoise,
+                            return_intermediates=return_intermediates, jit_compile=jit_compile)
