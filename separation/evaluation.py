@@ -1,0 +1,189 @@
+"""BSS Eval v4 scores of separated sources: computing them, printing them, storing them as museval does.
+
+Everything goes through the suite's ``bss_eval_v4.py``: the metrics (``evaluate``, museval's API and return order
+SDR, ISR, SIR, SAR, each ``(n_sources, n_frames)`` dB; REFERENCE.md §6; :func:`_bss_eval_v4` is the only call), the
+storage (``TrackScores``: ``metrics.json`` in museval's layout, NaN written as ``NaN``, and ``metrics.csv``, one row
+per target, metric and frame) and the field's summary (``aggregate``: median over the frames that are not NaN).
+Frames where a reference or an estimate is silent are NaN. A source whose reference or estimate is silent over
+the whole song (which BSS Eval cannot score) is left out of the evaluation of the others, with a warning, and
+gets NaN in every frame.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from core.errors import UserError, warn
+
+METRICS = ("SDR", "SIR", "ISR", "SAR")
+JSON_NAME = "metrics.json"
+CSV_NAME = "metrics.csv"
+
+
+def bss_eval_available() -> bool:
+    """Whether ``bss_eval_v4.py`` can be imported (the repository root on ``sys.path``)."""
+    return importlib.util.find_spec("bss_eval_v4") is not None
+
+
+def _bss_eval_module():
+    if not bss_eval_available():
+        raise UserError("bss_eval_v4.py is not available: the BSS Eval scores cannot be computed")
+    import bss_eval_v4
+
+    return bss_eval_v4
+
+
+def _bss_eval_v4(references: np.ndarray, estimates: np.ndarray, window: int, hop: int) -> dict[str, np.ndarray]:
+    """The one call into ``bss_eval_v4.evaluate`` (museval's signature and return order).
+
+    Args:
+        references, estimates: (n_sources, n_samples) float64, no source silent throughout.
+        window, hop: framing of the framewise metrics, in samples.
+    Returns:
+        {metric: (n_sources, n_frames) float64} for SDR, ISR, SIR, SAR.
+    """
+    sdr, isr, sir, sar = _bss_eval_module().evaluate(references[..., None], estimates[..., None], win=window,
+                                                     hop=hop)
+    return {name: np.asarray(value, dtype=np.float64).reshape(references.shape[0], -1)
+            for name, value in zip(("SDR", "ISR", "SIR", "SAR"), (sdr, isr, sir, sar))}
+
+
+@dataclasses.dataclass
+class Scores:
+    """Framewise BSS Eval scores of one separation.
+
+    Attributes:
+        targets: source names, in the order of the rows.
+        values: {metric: (n_targets, n_frames) float64 dB}, NaN where undefined (silent frames).
+        window, hop: frame length and hop in seconds.
+    """
+
+    targets: list[str]
+    values: dict[str, np.ndarray]
+    window: float = 1.0
+    hop: float = 1.0
+
+    @property
+    def n_frames(self) -> int:
+        return next(iter(self.values.values())).shape[1]
+
+    def track_scores(self, track: str = "track"):
+        """The same scores as ``bss_eval_v4.TrackScores`` (its JSON / CSV writers and summary)."""
+        v = self.values
+        return _bss_eval_module().TrackScores(track, list(self.targets), v["SDR"], v["ISR"], v["SIR"], v["SAR"],
+                                              self.window, self.hop)
+
+    def medians(self) -> dict[str, dict[str, float]]:
+        """{target: {metric: median over the frames that are not NaN}} (``bss_eval_v4.aggregate``)."""
+        summary = _bss_eval_module().aggregate([self.track_scores()])
+        return {target: {m: float(summary.loc[target, m]) for m in METRICS} for target in self.targets}
+
+    def nan_frames(self) -> dict[str, int]:
+        """{target: number of frames whose SDR is NaN (silent reference or estimate)}."""
+        return {target: int(np.sum(~np.isfinite(self.values["SDR"][row])))
+                for row, target in enumerate(self.targets)}
+
+    def table(self, title: Optional[str] = None) -> str:
+        """The medians as a text table, one row per source, with the count of NaN frames."""
+        medians, nans = self.medians(), self.nan_frames()
+        width = max([6] + [len(t) for t in self.targets])
+        lines = [title] if title else []
+        lines.append(f"{'source':<{width}}" + "".join(f"{m:>9}" for m in METRICS) + "   frames (NaN)")
+        for target in self.targets:
+            cells = "".join(f"{medians[target][m]:>9.2f}" for m in METRICS)
+            lines.append(f"{target:<{width}}{cells}   {self.n_frames} ({nans[target]})")
+        return "\n".join(lines)
+
+    def save(self, folder: str | os.PathLike, track: str = "track") -> tuple[Path, Path]:
+        """Write ``folder/metrics.json`` (museval's layout) and ``folder/metrics.csv``; returns both paths."""
+        folder = Path(folder)
+        scores = self.track_scores(track)
+        return scores.save_json(folder / JSON_NAME), scores.save_csv(folder / CSV_NAME)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Scores":
+        """Read a ``metrics.json`` in museval's layout (written by :meth:`save` or by museval)."""
+        path = Path(path)
+        try:
+            scores = _bss_eval_module().TrackScores.from_json(path)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+            raise UserError(f"{path} is not a metrics.json in museval's layout ({type(err).__name__}: {err})") \
+                from None
+        values = {m: np.atleast_2d(np.asarray(scores.metric(m), dtype=np.float64)) for m in METRICS}
+        return cls(list(scores.targets), values, float(scores.win), float(scores.hop))
+
+
+def write_csv(path: str | os.PathLike, scores_by_method: dict[str, Scores], track: str = "track") -> Path:
+    """One CSV of framewise scores of several methods: bss_eval_v4's columns plus a leading ``method``."""
+    import pandas as pd
+
+    frames = []
+    for method, scores in scores_by_method.items():
+        frame = scores.track_scores(track).dataframe()
+        frame.insert(0, "method", method)
+        frames.append(frame)
+    path = Path(path)
+    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def evaluate_sources(references: np.ndarray, estimates: np.ndarray, targets: Sequence[str],
+                     sample_rate: int = 16000, window: float = 1.0, hop: float = 1.0) -> Scores:
+    """Framewise BSS Eval v4 scores of every estimate against its reference.
+
+    Args:
+        references: (n_sources, n_samples) true source waveforms.
+        estimates: (n_sources, n_samples) estimates, same order and length (trim before calling).
+        targets: source names, one per row.
+        window, hop: seconds (museval's default 1 s / 1 s).
+    Returns:
+        :class:`Scores`; a source whose reference or estimate is silent over the whole song gets NaN everywhere
+        (with a warning) and is left out of the others' evaluation.
+    Raises:
+        UserError: shapes disagree, or ``bss_eval_v4.py`` is not available.
+    """
+    references = np.asarray(references, dtype=np.float64)
+    estimates = np.asarray(estimates, dtype=np.float64)
+    if references.shape != estimates.shape or references.ndim != 2:
+        raise UserError(f"references {references.shape} and estimates {estimates.shape} must both be "
+                        "(n_sources, n_samples)")
+    if len(targets) != references.shape[0]:
+        raise UserError(f"{len(targets)} source names for {references.shape[0]} sources")
+    win, step = int(round(window * sample_rate)), int(round(hop * sample_rate))
+    if not (np.all(np.isfinite(references)) and np.all(np.isfinite(estimates))):
+        raise UserError("references or estimates hold NaN or infinite samples")
+    silent = []
+    for k in range(references.shape[0]):
+        for kind, audio in (("reference", references[k]), ("estimate", estimates[k])):
+            if not np.any(audio) and k not in silent:
+                warn(f"the {kind} of {targets[k]} is silent over the whole song: its scores are NaN")
+                silent.append(k)
+    active = [k for k in range(references.shape[0]) if k not in silent]
+    n_frames = len(_bss_eval_module().frame_bounds(win, step, references.shape[1]))
+    values = {m: np.full((references.shape[0], n_frames), np.nan) for m in METRICS}
+    if active:
+        scored = _bss_eval_v4(references[active], estimates[active], win, step)
+        n_frames = next(iter(scored.values())).shape[1]
+        values = {m: np.full((references.shape[0], n_frames), np.nan) for m in METRICS}
+        for metric, value in scored.items():
+            values[metric][active] = value
+    return Scores(list(targets), values, float(window), float(hop))
+
+
+def find_metrics(root: str | os.PathLike, max_depth: int = 2) -> dict[str, Scores]:
+    """Every ``metrics.json`` below ``root`` (at most ``max_depth`` folders down), keyed by its folder relative
+    to ``root`` (e.g. ``inverse_reuse_phase_frame_wiener_filter``, ``oracles/IRM1``); unreadable files are skipped."""
+    root = Path(root)
+    found = {}
+    for depth in range(1, max_depth + 1):
+        for path in sorted(root.glob("/".join(["*"] * depth) + "/" + JSON_NAME)):
+            try:
+                found[path.parent.relative_to(root).as_posix()] = Scores.load(path)
+            except UserError as err:
+                warn(f"skipped {path}: {err}")
+    return found

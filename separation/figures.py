@@ -1,0 +1,129 @@
+"""Figures of a separation: box plots of the framewise scores, and ground truth vs estimate spectrograms.
+
+Both write a PNG and return its path; matplotlib runs headless (Agg backend).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from datasets.preprocessing import SpectrogramParams
+from separation.evaluation import Scores
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_score_boxes(scores_by_method: Mapping[str, Scores], path: str | os.PathLike,
+                     metrics: Sequence[str] = ("SDR", "SIR", "SAR"), title: Optional[str] = None) -> Path:
+    """Box plots of framewise scores: one panel per metric, methods side by side, one box per source.
+
+    Args:
+        scores_by_method: {method name: Scores}, in the order to draw (put inversion methods first and oracles
+            after them to read the gap between the two); NaN frames are left out.
+        path: PNG to write.
+    Returns:
+        the PNG's path.
+    """
+    plt = _pyplot()
+    methods = list(scores_by_method)
+    targets = []
+    for scores in scores_by_method.values():
+        targets += [t for t in scores.targets if t not in targets]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    width = 0.8 / max(1, len(targets))
+    figure_width = min(16.0, max(6.0, 0.5 * len(methods) * max(1, len(targets)) + 2.0))
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(figure_width, 2.8 * len(metrics) + 0.8), squeeze=False)
+    for axis, metric in zip(axes[:, 0], metrics):
+        for t_index, target in enumerate(targets):
+            data, positions = [], []
+            for m_index, method in enumerate(methods):
+                scores = scores_by_method[method]
+                if target not in scores.targets:
+                    continue
+                frames = scores.values[metric][scores.targets.index(target)]
+                frames = frames[np.isfinite(frames)]
+                data.append(frames if frames.size else np.array([np.nan]))
+                positions.append(m_index + (t_index - (len(targets) - 1) / 2) * width)
+            if not data:
+                continue
+            boxes = axis.boxplot(data, positions=positions, widths=width * 0.9, patch_artist=True,
+                                 showfliers=True, flierprops={"markersize": 2})
+            for patch in boxes["boxes"]:
+                patch.set_facecolor(colours[t_index % len(colours)])
+                patch.set_alpha(0.7)
+            axis.plot([], [], "s", color=colours[t_index % len(colours)], label=target)
+        axis.set_xticks(range(len(methods)))
+        axis.set_xticklabels(methods, rotation=20, ha="right", fontsize=8)
+        axis.set_ylabel(f"{metric} (dB)")
+        axis.grid(axis="y", alpha=0.3)
+        axis.set_xlim(-0.6, len(methods) - 0.4)
+    axes[0, 0].legend(loc="best", fontsize=8)
+    if title:
+        axes[0, 0].set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_spectrogram_comparison(references_db: Mapping[str, np.ndarray], estimates_db: Mapping[str, np.ndarray],
+                                path: str | os.PathLike, params: SpectrogramParams = SpectrogramParams(),
+                                max_segments: int = 5, title: Optional[str] = None) -> Path:
+    """Ground truth next to estimate for every source, mel spectrograms in dB on a Hz axis.
+
+    Args:
+        references_db, estimates_db: {source: (n_segments, n_mels, n_frames) dB}; the first ``max_segments``
+            segments are drawn one after the other, each frame at its true time.
+        path: PNG to write.
+    Returns:
+        the PNG's path.
+    """
+    import librosa.display
+
+    plt = _pyplot()
+    names = list(estimates_db)
+    fig, axes = plt.subplots(len(names), 2, figsize=(12, 2.6 * len(names) + 0.6), squeeze=False,
+                             sharex=True, sharey=True)
+    image = None
+    for row, name in enumerate(names):
+        for col, (label, source) in enumerate((("ground truth", references_db.get(name)),
+                                               ("estimate", estimates_db[name]))):
+            axis = axes[row, col]
+            if source is None:
+                axis.set_axis_off()
+                continue
+            segments = np.asarray(source)[:max_segments]
+            n_segments, _, n_frames = segments.shape
+            frames = np.concatenate(list(segments), axis=-1)
+            times = (np.arange(n_segments)[:, None] * params.segment_samples
+                     + np.arange(n_frames)[None, :] * params.hop_length).reshape(-1) / params.sample_rate
+            image = librosa.display.specshow(frames, x_coords=times, x_axis="time", y_axis="mel",
+                                             sr=params.sample_rate, hop_length=params.hop_length,
+                                             fmin=params.fmin, fmax=params.fmax, ax=axis,
+                                             vmin=params.db_min, vmax=params.db_max, cmap="magma")
+            axis.set_title(f"{name}: {label}", fontsize=9)
+            if col == 1 or row < len(names) - 1:
+                axis.set_ylabel("")
+            if row < len(names) - 1:
+                axis.set_xlabel("")
+    if image is not None:
+        fig.colorbar(image, ax=axes, format="%+.0f dB", fraction=0.025)
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
