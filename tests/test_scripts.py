@@ -9,7 +9,8 @@ from conftest import ROOT, assert_one_line_error, run_script
 from datasets import preprocessing as pp
 
 SCRIPTS = ["train_ncsn.py", "train_glow.py", "train_noisy_glow.py", "datasets/wav_to_spec.py",
-           "datasets/build_midi_dataset.py", "technique1_ncsnv2.py", "technique2and4_ncsnv2.py", "run_example.py"]
+           "datasets/build_midi_dataset.py", "technique1_ncsnv2.py", "technique2and4_ncsnv2.py", "run_example.py",
+           "ncsn_generate_samples.py", "melspec_inversion_basis.py", "oracle_systems.py", "bss_eval_v4.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -69,3 +70,16 @@ def test_train_ncsn_trains_checkpoints_and_resumes(dataset, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     log = (output / "out.log").read_text()
     assert "resumed from" in log and "epoch 2/2: train loss" in log and "epoch 1/2" not in log
+
+    samples = run_script("ncsn_generate_samples.py", str(output), "--n_samples", "2", "--T", "2", timeout=900)
+    assert samples.returncode == 0, samples.stderr[-3000:]
+    mel = np.load(output / "samples" / "samples.npy")
+    assert mel.shape == (2, 96, 64) and mel.min() >= -100 and mel.max() <= 20
+    assert (output / "samples" / "samples.png").stat().st_size > 5000
+    import soundfile as sf
+    for index in range(2):
+        audio, rate = sf.read(output / "samples" / f"sample_{index}.wav")
+        assert rate == 16000 and audio.shape == (32640,) and np.all(np.isfinite(audio))
+    again = run_script("ncsn_generate_samples.py", str(output), "--n_samples", "2", "--T", "2")
+    assert_one_line_error(again, "already holds results", "--overwrite")
+    assert_one_line_error(run_script("ncsn_generate_samples.py", str(tmp_path / "nothing")), "no checkpoint")
