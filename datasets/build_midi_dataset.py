@@ -57,8 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output folder (created); an existing one is resumed")
     parser.add_argument("--minutes", type=float, default=130.0, metavar="M",
                         help="stop once the dataset holds M minutes of audio per instrument, train and test together "
-                             "(pieces kept from an earlier run count; the up to 4 x --jobs pieces already queued "
-                             "at that point are finished too) (default: %(default)s)")
+                             "(pieces kept from an earlier run count; pieces whose rendering has started at that "
+                             "point are finished too, so the total can exceed M by a few pieces) "
+                             "(default: %(default)s)")
     parser.add_argument("--max_pieces", type=int, default=None, metavar="N",
                         help="stop after N pieces (skipped scores do not count) (default: no limit)")
     parser.add_argument("--composers", nargs="+", default=list(md.DEFAULT_COMPOSERS), metavar="NAME",

@@ -43,7 +43,7 @@ import warnings
 from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -147,13 +147,13 @@ def list_corpus_pieces(composers: Sequence[str]) -> list[CorpusPiece]:
     return [by_key[k] for k in sorted(by_key)]
 
 
-def find_corpus_pieces(keys: Sequence[str], composers: Sequence[str] | None = None) -> list[CorpusPiece]:
+def find_corpus_pieces(keys: Sequence[str]) -> list[CorpusPiece]:
     """Look up pieces by corpus key (``"bach/bwv66.6"``, with or without extension), in the given order.
 
     Raises:
         UserError: a key is not in the corpus.
     """
-    wanted_composers = sorted({k.split("/", 1)[0] for k in keys} | set(composers or ()))
+    wanted_composers = sorted({k.split("/", 1)[0] for k in keys})
     available = {}
     for composer in wanted_composers:
         try:
@@ -679,6 +679,8 @@ def _worker_init(ignore_interrupt: bool = False) -> None:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # ended by the main process: unwind, so temporary folders are removed and fluidsynth is stopped
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 
 def _import_tensorflow_quietly() -> None:
@@ -796,8 +798,9 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
     Pieces are visited in :func:`visit_order`; a piece whose six files exist is kept as it is (unless
     ``overwrite``) and counts towards ``minutes`` and ``max_pieces``; the others are rendered by ``jobs``
     worker processes. The build stops once ``minutes`` minutes per instrument (sum of piece durations, both
-    splits) or ``max_pieces`` pieces are reached; the pieces already handed to the workers at that point (at
-    most ``4 * jobs - 1``, always the same ones for the same options) are finished and kept.
+    splits) or ``max_pieces`` pieces are reached; pieces the workers have already started at that point (about
+    ``jobs`` of them, never more than ``max_pieces`` in all) are finished and kept, so the total can exceed
+    ``minutes`` by a few pieces.
     Scores that cannot become a duo are skipped with a one-line warning and remembered in dataset.json (a
     resumed build does not retry them unless ``overwrite``).
 
@@ -850,6 +853,7 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
 
     executor = None
     queue: deque = deque()
+    window = 1 if options.jobs == 1 else 4 * options.jobs
     visit = iter(order)
     bar = tqdm(total=len(order), unit="piece", desc="pieces", disable=not progress, mininterval=1.0,
                dynamic_ncols=True, file=sys.stderr)
@@ -880,16 +884,19 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
     stop = False
     try:
         while True:
-            # a window of 4 x jobs pieces, consumed in visit order: the pieces built do not depend on timing
-            while not stop and len(queue) < 4 * options.jobs and (
+            # up to `window` pieces ahead, consumed in visit order (a long piece does not idle the other workers)
+            while not stop and len(queue) < window and (
                     options.max_pieces is None or n_pieces + len(queue) < options.max_pieces):
+                kept = sum(item["seconds"] for _, item in queue if isinstance(item, dict) and item["status"] == "ok")
+                if seconds_total + kept >= limit_seconds:     # finished pieces already queued are enough
+                    break
                 piece = next(visit, None)
                 if piece is None:
                     stop = True
                     break
                 split = split_of(piece.key, render.test_fraction)
                 if not options.overwrite and piece_is_done(output, split, piece.name):
-                    queue.append((piece, _resumed_result(output, piece, split, pieces.get(piece.name), render)))
+                    queue.append((piece, _resumed_result(output, piece, split, pieces.get(piece.name))))
                 elif not options.overwrite and piece.corpus_path in skipped_before:
                     queue.append((piece, {"status": "skipped", "reason": skipped_before.pop(piece.corpus_path),
                                           "known": True}))
@@ -901,8 +908,10 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
                 break
             piece, item = queue.popleft()
             account(piece, item.result() if isinstance(item, Future) else item)
-            if limit_reached():
+            if limit_reached() and not stop:
                 stop = True
+                # pieces no worker has started are dropped; those being rendered are finished and kept
+                queue = deque(entry for entry in queue if not (isinstance(entry[1], Future) and entry[1].cancel()))
     except BaseException:
         _stop_workers(executor)      # Ctrl-C or an error: finished pieces stay, half ones never count as done
         executor = None
@@ -916,7 +925,7 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
     return data
 
 
-def _resumed_result(output: Path, piece: CorpusPiece, split: str, entry: dict | None, render: RenderOptions) -> dict:
+def _resumed_result(output: Path, piece: CorpusPiece, split: str, entry: dict | None) -> dict:
     info = sf.info(str(song_dir(output, split, piece.name) / "mix.wav"))
     result = dict(entry or {"key": piece.key, "corpus_path": piece.corpus_path})
     result.update({"status": "ok", "resumed": True, "split": split, "seconds": round(info.frames / info.samplerate, 4)})
@@ -959,7 +968,7 @@ def _dataset_record(options: BuildOptions, render_record: dict, pieces: dict, sk
         "options": run_options,
         "summary": {"train": totals["train"], "test": totals["test"],
                     "minutes_per_instrument": round(totals["train"]["minutes"] + totals["test"]["minutes"], 3),
-                    "built_this_run": counts["built"], "resumed_this_run": counts["resumed"],
+                    "built_this_run": counts["built"], "kept_from_earlier_runs": len(pieces) - counts["built"],
                     "skipped_this_run": counts["skipped"], "seconds_taken": round(seconds_taken, 1),
                     "finished": final},
         "pieces": dict(sorted(pieces.items())),
@@ -971,6 +980,6 @@ def summary_line(data: dict) -> str:
     """One line: pieces per split, minutes per instrument, skipped scores, time taken."""
     s = data["summary"]
     return (f"{s['train']['pieces'] + s['test']['pieces']} pieces (train {s['train']['pieces']}, test "
-            f"{s['test']['pieces']}; {s['built_this_run']} built, {s['resumed_this_run']} kept from an earlier run), "
+            f"{s['test']['pieces']}; {s['built_this_run']} built, {s['kept_from_earlier_runs']} kept from earlier runs), "
             f"{s['minutes_per_instrument']:.1f} minutes per instrument (train {s['train']['minutes']:.1f}, test "
             f"{s['test']['minutes']:.1f}), {s['skipped_this_run']} scores skipped, took {s['seconds_taken']:.0f} s")

@@ -15,7 +15,7 @@ def test_run_example_builds_data_spectrograms_and_figure(tmp_path):
     assert list((example / "spectrograms").rglob("mix.npy"))
     assert "example done" in proc.stdout
     again = run_script("run_example.py", "--output", str(example), timeout=600)  # re-running resumes
-    assert again.returncode == 0 and "kept from an earlier run" in again.stdout, again.stdout[-2000:]
+    assert again.returncode == 0 and "0 built, 8 kept" in again.stdout, again.stdout[-2000:]
 
 
 def test_run_example_rejects_too_few_pieces(tmp_path):

@@ -276,6 +276,18 @@ def test_rerun_resumes_and_rebuilds_only_unfinished_pieces(dataset):
     assert not list(output.rglob("*.partial"))
 
 
+@needs_fluidsynth
+def test_minutes_and_max_pieces_stop_the_build(tmp_path):
+    keys = chosen_pieces()                                   # each ~20-30 s of audio
+    data = md.build_dataset(md.BuildOptions(output=str(tmp_path / "a"), minutes=0.2, jobs=1, pieces=tuple(keys)),
+                            progress=False)
+    assert sorted(songs(tmp_path / "a")) == [md.piece_name(keys[0])]      # 12 s asked: the first piece is enough
+    assert data["summary"]["minutes_per_instrument"] >= 0.2
+    md.build_dataset(md.BuildOptions(output=str(tmp_path / "b"), minutes=1000, max_pieces=2, jobs=1,
+                                     pieces=tuple(keys)), progress=False)
+    assert sorted(songs(tmp_path / "b")) == sorted(md.piece_name(k) for k in keys[:2])
+
+
 def test_other_rendering_options_need_overwrite(dataset):
     output, _ = dataset
     proc = run_script(SCRIPT, "--output", str(output), "--pieces", *chosen_pieces(), "--tempo", "120",
