@@ -194,6 +194,13 @@ def _window(n_fft: int, dtype: type) -> np.ndarray:
     return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(dtype)  # periodic Hann, as librosa
 
 
+@functools.lru_cache(maxsize=1)
+def _thread_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="melspec")
+
+
 def _stft_chunk(segments: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     """Centred STFT of a few segments, (n, n_frames, n_freqs) complex, frames first; precision of the input."""
     pad = params.n_fft // 2
@@ -253,8 +260,8 @@ def mel_spectrogram_segments(segments: np.ndarray, params: SpectrogramParams, sc
     """Mel spectrograms of waveform segments, in dB or power, clipped.
 
     Computed in float32, a few segments at a time from STFT to mel (the working set stays in the CPU cache),
-    with a sparse mel filter bank: about 10x faster than one librosa call per segment, and within 1e-3 dB of
-    librosa in float64 above the floor.
+    chunks spread over the CPU cores by threads, with a sparse mel filter bank: about 7x faster than one librosa
+    call per segment on 2 cores, and within 1e-3 dB of librosa in float64 above the floor.
 
     Args:
         segments: (n_segments, segment_samples) waveform segments (see :func:`segment_audio`).
@@ -271,11 +278,18 @@ def mel_spectrogram_segments(segments: np.ndarray, params: SpectrogramParams, sc
     n_segments = segments.shape[0]
     mel = np.empty((n_segments, params.n_mels, params.n_frames), dtype=np.float32)
     stft = np.empty((n_segments, params.n_freqs, params.n_frames), np.complex64) if return_stft else None
-    for start in range(0, n_segments, chunk):
+
+    def transform(start: int) -> None:  # one chunk, STFT to mel; chunks write disjoint slices
         spectrum = _stft_chunk(segments[start:start + chunk], params)
         mel[start:start + chunk] = _mel_power_chunk(spectrum, params)
         if return_stft:
             stft[start:start + chunk] = spectrum.transpose(0, 2, 1)
+
+    starts = range(0, n_segments, chunk)
+    if len(starts) > 1:  # FFT, padding and the sparse product release the GIL: chunks run on every core
+        list(_thread_pool().map(transform, starts))
+    else:
+        transform(0)
     if scale == "dB":
         np.maximum(mel, np.float32(params.power_min), out=mel)
         np.log10(mel, out=mel)
