@@ -20,12 +20,11 @@ from core.rundir import check_output_dir
 
 def plot_grid(samples, path: Path, params=None) -> None:
     """A grid of samples: dB mel spectrograms (n, n_mels, n_frames) with librosa's specshow, or images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from separation.figures import pyplot, specshow_db
+
+    plt = pyplot()
     n = len(samples)
     columns = min(4, n)
     rows = -(-n // columns)
@@ -35,11 +34,7 @@ def plot_grid(samples, path: Path, params=None) -> None:
         ax.axis("off")
     for index, (ax, sample) in enumerate(zip(axes.ravel(), samples)):
         if params is not None:
-            import librosa.display
-
-            image = librosa.display.specshow(sample, sr=params.sample_rate, hop_length=params.hop_length,
-                                             x_axis="time", y_axis="mel", fmin=params.fmin, fmax=params.fmax,
-                                             vmin=params.db_min, vmax=params.db_max, ax=ax, cmap="magma")
+            image = specshow_db(ax, sample, params)
         else:
             ax.imshow(np.squeeze(sample), cmap="gray" if sample.shape[-1] == 1 else None, vmin=0, vmax=1)
             ax.axis("off")

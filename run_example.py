@@ -37,22 +37,18 @@ def run_step(title: str, args: list[str]) -> None:
 
 def plot_song(song, path: Path) -> None:
     """Mel spectrograms (dB) of the mixture and each source of a song, one row each, frequency axis in Hz."""
-    import librosa.display
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from separation.figures import pyplot, specshow_db
+
+    plt = pyplot()
     rows = {"mixture": song.mix_mel, **song.sources_mel}
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 2.6 * len(rows)), sharex=True, constrained_layout=True)
     params = song.params
     valid_frames = 1 + song.n_samples // params.hop_length  # the padding of the last segment is not drawn
     for ax, (name, mel) in zip(axes, rows.items()):
         whole = np.concatenate(list(mel), axis=1)[:, :valid_frames]  # segments side by side: (n_mels, frames)
-        image = librosa.display.specshow(whole, sr=params.sample_rate, hop_length=params.hop_length,
-                                         x_axis="time", y_axis="mel", fmin=params.fmin, fmax=params.fmax,
-                                         vmin=params.db_min, vmax=params.db_max, ax=ax, cmap="magma")
+        image = specshow_db(ax, whole, params)
         ax.set_title(f"{song.name}: {name}")
     fig.colorbar(image, ax=axes, format="%+.0f dB")
     fig.savefig(path, dpi=90)

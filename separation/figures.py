@@ -14,13 +14,24 @@ from datasets.preprocessing import SpectrogramParams
 from separation.evaluation import Scores
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def specshow_db(axis, mel_db: np.ndarray, params: SpectrogramParams = SpectrogramParams(), x_coords=None):
+    """Draw one (n_mels, n_frames) dB mel spectrogram on ``axis``: time axis, mel-spaced Hz axis, the suite's
+    fixed colour range [db_min, db_max]. Returns the image (for a colour bar)."""
+    import librosa.display
+
+    return librosa.display.specshow(mel_db, x_coords=x_coords, x_axis="time", y_axis="mel",
+                                    sr=params.sample_rate, hop_length=params.hop_length, fmin=params.fmin,
+                                    fmax=params.fmax, ax=axis, vmin=params.db_min, vmax=params.db_max, cmap="magma")
 
 
 def plot_score_boxes(scores_by_method: Mapping[str, Scores], path: str | os.PathLike,
@@ -34,7 +45,7 @@ def plot_score_boxes(scores_by_method: Mapping[str, Scores], path: str | os.Path
     Returns:
         the PNG's path.
     """
-    plt = _pyplot()
+    plt = pyplot()
     methods = list(scores_by_method)
     targets = []
     for scores in scores_by_method.values():
@@ -90,9 +101,7 @@ def plot_spectrogram_comparison(references_db: Mapping[str, np.ndarray], estimat
     Returns:
         the PNG's path.
     """
-    import librosa.display
-
-    plt = _pyplot()
+    plt = pyplot()
     names = list(estimates_db)
     fig, axes = plt.subplots(len(names), 2, figsize=(12, 2.6 * len(names) + 0.6), squeeze=False,
                              sharex=True, sharey=True)
@@ -109,10 +118,7 @@ def plot_spectrogram_comparison(references_db: Mapping[str, np.ndarray], estimat
             frames = np.concatenate(list(segments), axis=-1)
             times = (np.arange(n_segments)[:, None] * params.segment_samples
                      + np.arange(n_frames)[None, :] * params.hop_length).reshape(-1) / params.sample_rate
-            image = librosa.display.specshow(frames, x_coords=times, x_axis="time", y_axis="mel",
-                                             sr=params.sample_rate, hop_length=params.hop_length,
-                                             fmin=params.fmin, fmax=params.fmax, ax=axis,
-                                             vmin=params.db_min, vmax=params.db_max, cmap="magma")
+            image = specshow_db(axis, frames, params, x_coords=times)
             axis.set_title(f"{name}: {label}", fontsize=9)
             if col == 1 or row < len(names) - 1:
                 axis.set_ylabel("")
