@@ -214,10 +214,10 @@ class Trainer:
             total = count = 0.0
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{n_epochs}", unit="step", leave=False,
                        disable=None)
-            for batch in train:
+            for step, batch in enumerate(train, start=1):
                 batch_total, batch_count = self._train_step(batch)
                 batch_loss = float(batch_total) / max(float(batch_count), 1.0)
-                self._check(batch_loss, previous_mean, epoch)
+                self._check(batch_loss, previous_mean, epoch, step)
                 total += float(batch_total)
                 count += float(batch_count)
                 bar.update(1)
@@ -250,13 +250,13 @@ class Trainer:
             previous_mean = train_loss
         return self._state()
 
-    def _check(self, loss: float, previous_mean: Optional[float], epoch: int) -> None:
+    def _check(self, loss: float, previous_mean: Optional[float], epoch: int, step: int) -> None:
         if not math.isfinite(loss):
-            raise TrainingDiverged(self._diverged_message(epoch, f"the train loss became {loss}"))
+            raise TrainingDiverged(self._diverged_message(epoch, f"the train loss became {loss} at step {step}"))
         if previous_mean is not None and self.spike_factor > 0 and \
                 loss - previous_mean > self.spike_factor * max(abs(previous_mean), 1e-6):
             raise TrainingDiverged(self._diverged_message(
-                epoch, f"the train loss spiked to {loss:.4g} (last epoch's mean {previous_mean:.4g})"))
+                epoch, f"the train loss spiked to {loss:.4g} at step {step} (last epoch's mean {previous_mean:.4g})"))
 
     def _diverged_message(self, epoch: int, what: str) -> str:
         kept = self.latest.latest_checkpoint or "none yet"

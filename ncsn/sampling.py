@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from core import import_tensorflow
+from core.errors import UserError
 from ncsn.schedule import langevin_step_sizes
 
 tf = import_tensorflow()
@@ -43,7 +44,7 @@ def uniform_init(shape: Sequence[int], seed: Seed, dtype=tf.float32) -> tf.Tenso
 
 
 def annealed_langevin(grad_fn: GradFn, x_init, sigmas, n_steps_each: int, step_lr: float, seed: Seed,
-                      denoise: bool = False, return_intermediates: bool = False):
+                      denoise: bool = False, return_intermediates: bool = False, return_first_nan: bool = False):
     """Run annealed Langevin dynamics (the graph; call it eagerly or inside a tf.function).
 
     Args:
@@ -58,9 +59,11 @@ def annealed_langevin(grad_fn: GradFn, x_init, sigmas, n_steps_each: int, step_l
         seed: stateless seed; the noise of step t of level i is drawn from fold_in(seed, i * T + t).
         denoise: finish with x <- x + sigma_L^2 * grad_fn(x, L - 1).
         return_intermediates: also return the state at the end of each level.
+        return_first_nan: also return, as an int32 scalar, the first step ``i * T + t`` after which the state held
+            a NaN or inf (-1 if none; the final denoising step counts as ``L * T``). One reduction per step.
     Returns:
-        x, the final state (shape and dtype of x_init), or (x, intermediates) with intermediates of shape
-        (L, *x.shape): the state after each level (before the final denoising step).
+        x, the final state (shape and dtype of x_init), then, if asked, intermediates of shape (L, *x.shape) (the
+        state after each level, before the final denoising step) and the first NaN step.
     """
     x_init = tf.convert_to_tensor(x_init)
     dtype = x_init.dtype
@@ -72,27 +75,41 @@ def annealed_langevin(grad_fn: GradFn, x_init, sigmas, n_steps_each: int, step_l
     seed = as_seed(seed)
     shape = tf.shape(x_init)
 
-    def level_body(level, x, intermediates):
+    def first_nan_after(x, index, first_nan):
+        if not return_first_nan:
+            return first_nan
+        bad = tf.logical_and(first_nan < 0, tf.logical_not(tf.reduce_all(tf.math.is_finite(x))))
+        return tf.where(bad, index, first_nan)
+
+    def level_body(level, x, intermediates, first_nan):
         step, noise_scale = steps[level], noise_scales[level]
 
-        def step_body(t, x):
-            step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(level * n_steps_each + t, tf.int64))
+        def step_body(t, x, first_nan):
+            index = level * n_steps_each + t
+            step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
             noise = tf.random.stateless_normal(shape, seed=step_seed, dtype=dtype)
-            return t + 1, x + step * grad_fn(x, level) + noise_scale * noise
+            x = x + step * grad_fn(x, level) + noise_scale * noise
+            return t + 1, x, first_nan_after(x, index, first_nan)
 
-        _, x = tf.while_loop(lambda t, x: t < n_steps_each, step_body, (tf.constant(0), x))
+        _, x, first_nan = tf.while_loop(lambda t, x, _: t < n_steps_each, step_body,
+                                        (tf.constant(0), x, first_nan))
         if return_intermediates:
             intermediates = intermediates.write(level, x)
-        return level + 1, x, intermediates
+        return level + 1, x, intermediates, first_nan
 
     intermediates = tf.TensorArray(dtype, size=n_levels, element_shape=x_init.shape)
-    _, x, intermediates = tf.while_loop(lambda level, x, _: level < n_levels, level_body,
-                                        (tf.constant(0), x_init, intermediates))
+    _, x, intermediates, first_nan = tf.while_loop(lambda level, *_: level < n_levels, level_body,
+                                                   (tf.constant(0), x_init, intermediates, tf.constant(-1)))
     if denoise:
         x = x + float(sigmas_np[-1]) ** 2 * grad_fn(x, tf.constant(n_levels - 1))
-    if return_intermediates:
-        return x, intermediates.stack()
-    return x
+        first_nan = first_nan_after(x, tf.constant(n_levels * n_steps_each), first_nan)
+    outputs = (x,) + ((intermediates.stack(),) if return_intermediates else ()) + \
+        ((first_nan,) if return_first_nan else ())
+    return outputs if len(outputs) > 1 else x
+
+
+class SamplingDiverged(UserError):
+    """The Langevin state became NaN or inf; the message names the noise level and step."""
 
 
 class AnnealedLangevin:
@@ -103,6 +120,7 @@ class AnnealedLangevin:
         jit_compile: compile with XLA (tf.function(jit_compile=True)).
     Call: ``sampler(x_init, seed)`` -> x (or (x, intermediates)); ``sampler.sample(shape, seed)`` starts from
     U(0, 1). The function is traced once per state shape and dtype; seeds are tensors, so new seeds do not retrace.
+    A NaN or inf in the state raises :class:`SamplingDiverged` naming the noise level and step where it appeared.
     """
 
     def __init__(self, grad_fn: GradFn, sigmas, n_steps_each: int, step_lr: float, denoise: bool = False,
@@ -116,12 +134,22 @@ class AnnealedLangevin:
 
         def run(x_init, seed):
             return annealed_langevin(self.grad_fn, x_init, self.sigmas, self.n_steps_each, self.step_lr, seed,
-                                     denoise=self.denoise, return_intermediates=self.return_intermediates)
+                                     denoise=self.denoise, return_intermediates=self.return_intermediates,
+                                     return_first_nan=True)
 
         self._compiled = tf.function(run, jit_compile=jit_compile, reduce_retracing=False)
 
     def __call__(self, x_init, seed: Seed):
-        return self._compiled(tf.convert_to_tensor(x_init), as_seed(seed))
+        *outputs, first_nan = self._compiled(tf.convert_to_tensor(x_init), as_seed(seed))
+        first_nan = int(first_nan)
+        if first_nan >= 0:
+            level, step = divmod(first_nan, self.n_steps_each)
+            where = ("in the final denoising step" if level >= len(self.sigmas) else
+                     f"at noise level {level + 1}/{len(self.sigmas)} (sigma {self.sigmas[level]:.4g}), "
+                     f"step {step + 1}/{self.n_steps_each}")
+            raise SamplingDiverged(f"annealed Langevin dynamics produced NaN/inf {where}; lower step_lr "
+                                   f"(now {self.step_lr:g}) or check the network's checkpoint")
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def sample(self, shape: Sequence[int], seed: Seed):
         """Chains started from U(0, 1) of ``shape``; the start and the dynamics use independent streams of seed."""

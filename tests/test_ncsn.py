@@ -411,3 +411,46 @@ def test_technique2and4_script_prints_a_config_snippet(tmp_path):
     assert config.step_lr == pytest.approx(recipe["step_lr"], rel=1e-5)
     bad = run_script("technique2and4_ncsnv2.py", "--sigma1", "30", "--dim", "2", "--T", "8")
     assert bad.returncode == 2 and bad.stderr.startswith("error: no geometric ratio")
+
+
+def test_sampler_names_the_level_and_step_where_nan_appears():
+    from ncsn.sampling import AnnealedLangevin, SamplingDiverged
+
+    sigmas = np.array([1.0, 0.5, 0.1], np.float32)
+
+    def exploding(x, level):  # finite until level 1 (sigma 0.5), then a NaN direction
+        return tf.where(level >= 1, tf.fill(tf.shape(x), np.float32(np.nan)), -x)
+
+    sampler = AnnealedLangevin(exploding, sigmas, n_steps_each=4, step_lr=1e-3)
+    with pytest.raises(SamplingDiverged, match=r"noise level 2/3 \(sigma 0.5\), step 1/4"):
+        sampler.sample((2, 3), seed=0)
+    fine = AnnealedLangevin(lambda x, level: -x, sigmas, n_steps_each=4, step_lr=1e-3)
+    assert np.all(np.isfinite(fine.sample((2, 3), seed=0).numpy()))
+
+
+def test_restore_uses_the_ema_weights_and_rejects_a_mismatched_config(tmp_path):
+    from core.config import Config, save_config
+    from core.errors import UserError
+    from ncsn.checkpoints import restore_score_network
+    from ncsn.networks import EMAWeights, build_score_network
+
+    config = Config(n_filters=4, num_classes=3, height=16, width=16, ema=True)
+    model = build_score_network(config, (16, 16, 1))
+    ema = EMAWeights(model, 0.5)
+    for variable in model.trainable_variables:  # a "training step": raw weights move, the EMA lags behind
+        variable.assign_add(tf.ones_like(variable))
+    ema.update()
+    save_config(config, tmp_path / "run" / "config.yml")
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, ema=ema), str(tmp_path / "run" / "tf_ckpts"), 1)
+    manager.save()
+    restored, _ = restore_score_network(tmp_path / "run")
+    for shadow, raw, loaded in zip(ema.shadow, model.trainable_variables, restored.trainable_variables):
+        np.testing.assert_array_equal(loaded.numpy(), shadow.numpy())
+        assert not np.array_equal(loaded.numpy(), raw.numpy()) or raw.shape == ()
+    raw_restored, _ = restore_score_network(tmp_path / "run", use_ema=False)
+    np.testing.assert_array_equal(raw_restored.trainable_variables[0].numpy(), model.trainable_variables[0].numpy())
+    wrong = Config(n_filters=4, num_classes=5, height=16, width=16)
+    with pytest.raises(UserError, match="does not fit"):
+        restore_score_network(tmp_path / "run", config=wrong)
+    with pytest.raises(UserError, match="does not fit"):
+        restore_score_network(tmp_path / "run", config=Config(n_filters=8, num_classes=3, height=16, width=16))

@@ -62,16 +62,17 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     _, good = make_trainer(tmp_path)
     good.fit(regression_data(), regression_data(64, 1), n_epochs=1)
     _, bad = make_trainer(tmp_path, loss_scale=float("nan"))
-    with pytest.raises(TrainingDiverged, match="lower --learning_rate.*--warmup_steps.*--clipnorm"):
+    with pytest.raises(TrainingDiverged, match="epoch 2: the train loss became nan at step 1.*lower --learning_rate"
+                                               ".*--warmup_steps.*--clipnorm"):
         bad.fit(regression_data(), regression_data(64, 1), n_epochs=3)
     assert tf.train.latest_checkpoint(str(tmp_path / LATEST_DIR)).endswith("-1")
 
 
 def test_spike_detection(tmp_path):
     _, trainer = make_trainer(tmp_path)
-    trainer._check(1.0, previous_mean=1.0, epoch=2)
-    with pytest.raises(TrainingDiverged, match="spiked"):
-        trainer._check(50.0, previous_mean=1.0, epoch=2)
+    trainer._check(1.0, previous_mean=1.0, epoch=2, step=3)
+    with pytest.raises(TrainingDiverged, match="spiked to 50 at step 3"):
+        trainer._check(50.0, previous_mean=1.0, epoch=2, step=3)
 
 
 def test_mirrored_strategy_on_two_cpus_trains_the_same_model(tmp_path):
