@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     import numpy as np
 
     from datasets.preprocessing import from_unit
-    from ncsn.checkpoints import resolve_checkpoint, restore_score_network
+    from core.training import resolve_checkpoint
+    from ncsn.checkpoints import restore_score_network
     from ncsn.sampling import ncsn_sampler
     from ncsn.schedule import sigmas_from_config
 

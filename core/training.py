@@ -268,5 +268,44 @@ class Trainer:
                           self.latest.latest_checkpoint)
 
 
+def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
+    """The checkpoint prefix a restore path points at, and the run folder it belongs to.
+
+    A restore path is a run folder (its best checkpoint, ``RUN/tf_ckpts``), a checkpoint folder (holding a
+    ``checkpoint`` index file: its latest entry) or a checkpoint prefix (``RUN/tf_ckpts/ckpt-12``).
+
+    Raises:
+        UserError: nothing restorable there.
+    """
+    path = Path(path)
+    if path.is_dir() and (path / BEST_DIR / "checkpoint").is_file():
+        prefix, run = tf.train.latest_checkpoint(str(path / BEST_DIR)), path
+    elif path.is_dir() and (path / "checkpoint").is_file():
+        prefix, run = tf.train.latest_checkpoint(str(path)), path.parent
+    elif Path(str(path) + ".index").is_file():
+        prefix, run = str(path), path.parent.parent
+    else:
+        raise UserError(f"no checkpoint at {path}: give a training run's --output folder, its {BEST_DIR} folder, "
+                        f"or a checkpoint prefix such as RUN/{BEST_DIR}/ckpt-12")
+    if prefix is None:
+        raise UserError(f"the checkpoint index in {path} names no checkpoint that exists; was the run deleted?")
+    return prefix, run
+
+
+def restore_model_weights(model, path: str | Path) -> str:
+    """Load the model weights of a training checkpoint into ``model`` (already built); returns the prefix used.
+
+    Raises:
+        UserError: no checkpoint, or one whose weights do not fit the model.
+    """
+    prefix, _ = resolve_checkpoint(path)
+    try:
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
+        raise UserError(f"checkpoint {prefix} does not fit this model ({str(err).splitlines()[0][:200]}); "
+                        "use the config it was trained with") from None
+    return prefix
+
+
 def _prefixed(values: dict, split: str) -> dict:
     return {f"{name}/{split}": value for name, value in values.items()}

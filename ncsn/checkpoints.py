@@ -17,33 +17,9 @@ from typing import Optional
 from core import import_tensorflow
 from core.config import Config, load_config
 from core.errors import UserError
+from core.training import resolve_checkpoint
 
 tf = import_tensorflow()
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> tuple[str, Path]:
-    """The checkpoint prefix a restore path points at, and the run folder it belongs to.
-
-    Raises:
-        UserError: nothing restorable there.
-    """
-    path = Path(path)
-    best = path / "tf_ckpts"
-    if path.is_dir() and (best / "checkpoint").is_file():
-        prefix = tf.train.latest_checkpoint(str(best))
-        run = path
-    elif path.is_dir() and (path / "checkpoint").is_file():
-        prefix = tf.train.latest_checkpoint(str(path))
-        run = path.parent
-    elif Path(str(path) + ".index").is_file():
-        prefix = str(path)
-        run = path.parent.parent
-    else:
-        raise UserError(f"no checkpoint at {path}: give a train_ncsn.py --output folder, its tf_ckpts folder, "
-                        "or a checkpoint prefix such as RUN/tf_ckpts/ckpt-12")
-    if prefix is None:
-        raise UserError(f"the checkpoint index in {path} names no checkpoint that exists; was the run deleted?")
-    return prefix, run
 
 
 def restore_score_network(path: str | os.PathLike, config: Optional[Config] = None,
