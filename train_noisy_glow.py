@@ -2,29 +2,51 @@
 
     python train_noisy_glow.py RESTORE_PATH --dataset DATASET_FOLDER/<source> --config configs/melspec_noisy_glow.yml
 
-Writes OUTPUT/sigma_<round(sigma,2)>/tf_ckpts, the layout run_basis_sep.py reads. Every config key can be given
-as a flag and overrides the file; the resolved config is written to OUTPUT/config.yml.
+RESTORE_PATH is a train_glow.py run folder (its best checkpoint) or a checkpoint. Level by level, from the smallest
+sigma to the largest, the Glow is trained on data + N(0, sigma^2) noise (sigma in the model's [-0.5, 0.5] units),
+each level starting from the previous level's weights, and written to OUTPUT/sigma_<round(sigma,2)>/ (its
+tf_ckpts/ is what run_basis_sep.py restores). Re-running resumes at the first unfinished level.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
 from core.cli import prepare_training, training_parser
 from core.errors import UserError, run_main
 
 
+def level_folder(sigma: float) -> str:
+    """The seed's folder name of a noise level: sigma_<round(sigma, 2)>."""
+    return f"sigma_{round(float(sigma), 2)}"
+
+
 def main(argv=None) -> int:
     parser = training_parser(__doc__.splitlines()[0], default_output="noise_conditioned_flows")
-    parser.add_argument("restore_path", metavar="RESTORE_PATH", help="run folder or checkpoint of a trained Glow")
+    parser.add_argument("restore_path", metavar="RESTORE_PATH", help="train_glow.py run folder or checkpoint")
     args = parser.parse_args(argv)
-    if not Path(args.restore_path).exists():
-        raise UserError(f"RESTORE_PATH {args.restore_path} does not exist: give the --output folder of "
-                        "train_glow.py or one of its checkpoints")
     run = prepare_training(args, required=("L", "K", "n_filters"), centered=True, argv=argv)
-    run.logger.error("%s: the Glow model and its fine-tuning loop (flow_models/) are not part of this version "
-                     "of the suite yet; config and data are checked and recorded in %s", parser.prog, run.output)
-    return 1
+
+    from core.training import BEST_DIR, LATEST_DIR, restore_model_weights
+    from flow_models.glow import build_flow
+    from flow_models.training import train_flow
+    from ncsn.schedule import sigmas_from_config
+
+    sigmas = sorted(float(s) for s in sigmas_from_config(run.config))  # smallest first
+    names = [level_folder(s) for s in sigmas]
+    if len(set(names)) != len(names):
+        raise UserError(f"two noise levels round to the same folder name ({', '.join(names)}); "
+                        "use fewer num_classes or a wider sigma range")
+    with run.strategy.scope():
+        flow = build_flow(run.config, run.input_shape, kind="glow")
+    previous = args.restore_path
+    for index, (sigma, name) in enumerate(zip(sigmas, names), start=1):
+        level = run.output / name
+        run.logger.info("level %d/%d: sigma %.4g -> %s", index, len(sigmas), sigma, level)
+        if not (level / LATEST_DIR / "checkpoint").is_file():
+            run.logger.info("starting from %s", restore_model_weights(flow, previous))
+        state = train_flow(run, flow, level, noise_sigma=sigma, seed=args.seed + index, initialize=False)
+        run.logger.info("level %d/%d done: best test bits/dim %.4f", index, len(sigmas), state.best_test_loss)
+        previous = level / BEST_DIR
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from datasets import preprocessing as pp
 
 SCRIPTS = ["train_ncsn.py", "train_glow.py", "train_noisy_glow.py", "datasets/wav_to_spec.py",
            "datasets/build_midi_dataset.py", "technique1_ncsnv2.py", "technique2and4_ncsnv2.py", "run_example.py",
-           "ncsn_generate_samples.py", "melspec_inversion_basis.py", "oracle_systems.py", "bss_eval_v4.py"]
+           "ncsn_generate_samples.py", "melspec_inversion_basis.py", "oracle_systems.py", "bss_eval_v4.py",
+           "train_realnvp.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -83,3 +84,28 @@ def test_train_ncsn_trains_checkpoints_and_resumes(dataset, tmp_path):
     again = run_script("ncsn_generate_samples.py", str(output), "--n_samples", "2", "--T", "2")
     assert_one_line_error(again, "already holds results", "--overwrite")
     assert_one_line_error(run_script("ncsn_generate_samples.py", str(tmp_path / "nothing")), "no checkpoint")
+
+
+def test_train_glow_then_noisy_glow_levels_chain_and_resume(dataset, tmp_path):
+    glow = tmp_path / "glow"
+    tiny = ["--config", "configs/tiny_glow.yml", "--L", "2", "--K", "1", "--n_filters", "4", "--batch_size", "3",
+            "--n_epochs", "1", "--sample_every", "1"]
+    first = run_script("train_glow.py", "--dataset", str(dataset), "--output", str(glow), *tiny, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "epoch 1/1: train loss" in (glow / "out.log").read_text()
+    assert (glow / "tf_ckpts" / "checkpoint").is_file()
+
+    noisy = tmp_path / "noisy"
+    command = ["train_noisy_glow.py", str(glow), "--dataset", str(dataset), "--output", str(noisy), *tiny,
+               "--num_classes", "2", "--sigma1", "0.5", "--sigmaL", "0.05"]
+    proc = run_script(*command, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in noisy.iterdir() if p.is_dir()) == ["sigma_0.05", "sigma_0.5"]
+    for level in ("sigma_0.05", "sigma_0.5"):
+        assert (noisy / level / "tf_ckpts" / "checkpoint").is_file()  # the layout run_basis_sep.py restores
+    log = (noisy / "out.log").read_text()
+    assert log.index("sigma 0.05") < log.index("sigma 0.5")  # chained from the smallest sigma up
+    assert f"starting from {glow}" in log and "starting from " + str(noisy / "sigma_0.05") in log
+    again = run_script(*command, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (noisy / "out.log").read_text().count("all 1 epochs are already done") == 2
