@@ -14,6 +14,10 @@ from core.cli import prepare_training, training_parser
 from core.errors import UserError, run_main
 
 
+#: config keys that fix the Glow's weights: a checkpoint only fits a model built with the same values
+ARCHITECTURE_KEYS = ("L", "K", "n_filters", "learntop", "coupling_scale", "height", "width")
+
+
 def level_folder(sigma: float) -> str:
     """The seed's folder name of a noise level: sigma_<round(sigma, 2)>."""
     return f"sigma_{round(float(sigma), 2)}"
@@ -42,7 +46,8 @@ def main(argv=None) -> int:
         level = run.output / name
         run.logger.info("level %d/%d: sigma %.4g -> %s", index, len(sigmas), sigma, level)
         if not (level / LATEST_DIR / "checkpoint").is_file():
-            run.logger.info("starting from %s", restore_model_weights(flow, previous))
+            restored = restore_model_weights(flow, previous, run.config, ARCHITECTURE_KEYS)
+            run.logger.info("starting from %s", restored)
         state = train_flow(run, flow, level, noise_sigma=sigma, seed=args.seed + index, initialize=False)
         run.logger.info("level %d/%d done: best test bits/dim %.4f", index, len(sigmas), state.best_test_loss)
         previous = level / BEST_DIR

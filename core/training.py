@@ -292,13 +292,24 @@ def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
     return prefix, run
 
 
-def restore_model_weights(model, path: str | Path) -> str:
+def restore_model_weights(model, path: str | Path, config=None, architecture_keys: tuple = ()) -> str:
     """Load the model weights of a training checkpoint into ``model`` (already built); returns the prefix used.
 
+    Args:
+        config: the config the model was built from; with ``architecture_keys``, compared with the ``config.yml``
+            of the checkpoint's run folder (when there is one) so that a mismatch names both values.
     Raises:
-        UserError: no checkpoint, or one whose weights do not fit the model.
+        UserError: no checkpoint, an architecture key that differs, or weights that do not fit the model.
     """
-    prefix, _ = resolve_checkpoint(path)
+    prefix, run = resolve_checkpoint(path)
+    if config is not None and (run / "config.yml").is_file():
+        from core.config import load_config
+
+        trained = load_config(run / "config.yml")
+        for key in architecture_keys:
+            if getattr(trained, key) != getattr(config, key):
+                raise UserError(f"{path} was trained with {key}={getattr(trained, key)}, the config says "
+                                f"{key}={getattr(config, key)}; use the config it was trained with")
     try:
         tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:

@@ -52,15 +52,17 @@ def list_tfrecords(dataset_dir: str | os.PathLike, split: str) -> list[Path]:
 
 
 def check_tfrecords(files: Sequence[str | os.PathLike], shape: Optional[tuple[int, int]] = None,
-                    scale: Optional[str] = None) -> int:
+                    scale: Optional[str] = None, value_range: Optional[tuple[float, float]] = None) -> int:
     """Read every record of every file once; return the number of records.
 
     Args:
         files: TFRecord files written by :func:`datasets.preprocessing.write_tfrecord`.
         shape: expected (height, width) of the spectrograms, or None to skip the check.
         scale: expected scale ("dB" or "power"), or None to skip the check.
+        value_range: (low, high) the values must lie in (e.g. [-100, 20] dB), or None to skip the check.
     Raises:
-        UserError: a file is truncated or corrupt, or its spectrograms have another shape or scale (names the file).
+        UserError: a file is truncated or corrupt, or its spectrograms have another shape, scale or range than
+            the config expects (names the file), before any training starts.
     """
     tf = import_tensorflow()
 
@@ -68,8 +70,16 @@ def check_tfrecords(files: Sequence[str | os.PathLike], shape: Optional[tuple[in
     total = 0
     for path in files:
         dataset = tf.data.TFRecordDataset(str(path))
+        def extremes(state, serialized):
+            n, low, high = state
+            values = tf.io.decode_raw(tf.io.parse_example(serialized, spec)["spectrogram"], tf.float32)
+            n_records = tf.cast(tf.shape(serialized)[0], tf.int64)
+            return n + n_records, tf.minimum(low, tf.reduce_min(values)), tf.maximum(high, tf.reduce_max(values))
+
         try:
-            count = int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
+            count, low, high = (float(v) for v in dataset.batch(256).reduce(
+                (np.int64(0), np.float32(np.inf), np.float32(-np.inf)), extremes))
+            count = int(count)
             first = next(iter(dataset.take(1)), None)
             record = tf.io.parse_single_example(first, spec) if first is not None else None
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
@@ -85,6 +95,13 @@ def check_tfrecords(files: Sequence[str | os.PathLike], shape: Optional[tuple[in
             if scale is not None and found_scale != scale:
                 raise UserError(f"{path} holds {found_scale} spectrograms, the config says scale: {scale}; "
                                 f"set scale: {found_scale} or rebuild with{'' if scale == 'dB' else 'out'} --use_dB")
+            if value_range is not None:
+                lower, upper = value_range
+                margin = 1e-4 * max(abs(lower), abs(upper))
+                if low < lower - margin or high > upper + margin:
+                    raise UserError(f"{path} holds values in [{low:.4g}, {high:.4g}], outside the range "
+                                    f"[{lower:.4g}, {upper:.4g}] the config's scaling maps to the model's inputs; "
+                                    "set db_min/db_max (and scale) to those the dataset was built with")
         total += count
     return total
 
@@ -197,8 +214,10 @@ def load_source_data(dataset_dir: str | os.PathLike, batch_size: int, scaling: S
         UserError: missing folders, no TFRecords, corrupt files, or spectrograms of another shape or scale.
     """
     train_files, test_files = list_tfrecords(dataset_dir, "train"), list_tfrecords(dataset_dir, "test")
-    n_train = check_tfrecords(train_files, shape, scaling.scale)
-    n_test = check_tfrecords(test_files, shape, scaling.scale)
+    params = scaling.params
+    value_range = (params.db_min, params.db_max) if scaling.scale == "dB" else (params.power_min, params.power_max)
+    n_train = check_tfrecords(train_files, shape, scaling.scale, value_range)
+    n_test = check_tfrecords(test_files, shape, scaling.scale, value_range)
     train = make_dataset(train_files, batch_size, scaling, shape, shuffle=True, seed=seed, cache=cache)
     test = make_dataset(test_files, batch_size, scaling, shape, shuffle=False, cache=cache)
     if strategy is not None:

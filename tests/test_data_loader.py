@@ -97,6 +97,9 @@ def test_bad_datasets_give_clear_errors(tmp_path):
     with pytest.raises(UserError, match="holds dB spectrograms"):
         dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("power"), SHAPE)
 
+    with pytest.raises(UserError, match=r"values in \[-100, 20\], outside the range \[-80, 20\]"):
+        dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("dB", params=pp.SpectrogramParams(db_min=-80.0)), SHAPE)
+
     broken = tmp_path / "piano" / "train" / "part1.tfrecord"
     broken.write_bytes(broken.read_bytes()[:-500])
     with pytest.raises(UserError, match="part1.tfrecord is truncated or corrupt"):

@@ -95,6 +95,10 @@ def test_train_glow_then_noisy_glow_levels_chain_and_resume(dataset, tmp_path):
     assert "epoch 1/1: train loss" in (glow / "out.log").read_text()
     assert (glow / "tf_ckpts" / "checkpoint").is_file()
 
+    mismatch = run_script("train_noisy_glow.py", str(glow), "--dataset", str(dataset), "--output",
+                          str(tmp_path / "bad"), *tiny, "--K", "2")
+    assert_one_line_error(mismatch, "was trained with K=1, the config says K=2")
+
     noisy = tmp_path / "noisy"
     command = ["train_noisy_glow.py", str(glow), "--dataset", str(dataset), "--output", str(noisy), *tiny,
                "--num_classes", "2", "--sigma1", "0.5", "--sigmaL", "0.05"]
