@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     steps = -(-run.data.n_train // config.batch_size)
     trainer = Trainer(model, per_example_loss, optimizer, run.output, strategy=run.strategy,
                       global_batch_size=config.batch_size, ema=ema, on_epoch_end=write_samples,
-                      spike_factor=config.spike_factor, logger=run.logger)
+                      spike_factor=config.spike_factor, l2_reg=config.l2_reg, logger=run.logger)
     state = trainer.fit(run.data.train, run.data.test, config.n_epochs, steps_per_epoch=steps)
     run.logger.info("done: %d epochs, best test loss %.4f, best checkpoint %s", state.epochs_done,
                     state.best_test_loss, state.best_checkpoint)

@@ -86,6 +86,7 @@ class Config:
     warmup_steps: int = _field(0, "steps of linear learning-rate warm-up from 0 (0: none)")
     clipnorm: Optional[float] = _field(None, "clip each gradient to this L2 norm (None: no clipping)")
     clipvalue: Optional[float] = _field(None, "clip each gradient element to [-v, v] (None: no clipping)")
+    l2_reg: float = _field(0.0, "L2 weight penalty: adds l2_reg * sum of squared weights to the loss (0: none)")
     spike_factor: float = _field(10.0, "stop when a step's loss exceeds the last epoch's mean by this factor "
                                        "(loss spike); 0 disables the check")
     sample_every: int = _field(10, "epochs between sample grids written to TensorBoard (0: never)")

@@ -106,12 +106,13 @@ class Trainer:
         metrics: optional ``f(mean_loss) -> {name: value}`` of extra numbers logged per epoch (e.g. bits/dim).
         on_epoch_end: optional ``f(epoch, summary_writer)`` called after each epoch (e.g. sample grids).
         spike_factor: a train loss above ``mean + spike_factor * |mean|`` of the previous epoch stops training.
+        l2_reg: adds ``l2_reg * sum(w^2)`` over the trainable weights to the optimised loss (not to the logged one).
         logger: where progress lines go.
     """
 
     def __init__(self, model, per_example_loss: Callable, optimizer, output: str | Path, strategy=None,
                  global_batch_size: int = 32, ema=None, metrics: Optional[Callable] = None,
-                 on_epoch_end: Optional[Callable] = None, spike_factor: float = 10.0,
+                 on_epoch_end: Optional[Callable] = None, spike_factor: float = 10.0, l2_reg: float = 0.0,
                  logger: Optional[logging.Logger] = None):
         self.model = model
         self.per_example_loss = per_example_loss
@@ -123,6 +124,7 @@ class Trainer:
         self.metrics = metrics or (lambda loss: {})
         self.on_epoch_end = on_epoch_end
         self.spike_factor = spike_factor
+        self.l2_reg = float(l2_reg)
         self.logger = logger or logging.getLogger("sepsuite")
         # host-side counters (outside the strategy's scope: read and written only between steps)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -141,7 +143,10 @@ class Trainer:
         with tf.GradientTape() as tape:
             losses = self.per_example_loss(batch, True)
             loss = tf.nn.compute_average_loss(losses, global_batch_size=self.global_batch_size)
-            regularisation = getattr(self.model, "losses", [])
+            regularisation = list(getattr(self.model, "losses", []))
+            if self.l2_reg > 0:
+                regularisation.append(self.l2_reg * tf.add_n([tf.reduce_sum(tf.square(v))
+                                                              for v in self.model.trainable_variables]))
             if regularisation:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(regularisation))
         variables = self.model.trainable_variables

@@ -84,7 +84,7 @@ def train_flow(run: TrainingRun, flow, output: Path, noise_sigma: float = 0.0, n
     trainer = Trainer(flow, bits_per_dim_loss(flow, noise_sigma, n_bins, seed), optimizer, output,
                       strategy=run.strategy, global_batch_size=run.config.batch_size,
                       on_epoch_end=sample_writer(flow, run), spike_factor=run.config.spike_factor,
-                      logger=run.logger)
+                      l2_reg=run.config.l2_reg, logger=run.logger)
     if initialize and trainer.latest.latest_checkpoint is None:
         flow.initialize(first_local_batch(run.data.train, run.strategy))
     steps = -(-run.data.n_train // run.config.batch_size)

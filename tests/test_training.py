@@ -105,3 +105,25 @@ def test_mirrored_strategy_on_two_cpus_trains_the_same_model(tmp_path):
     proc = run_script(str(script))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "REPLICAS 2 W 2.0 B 1.0" in proc.stdout, proc.stdout
+
+
+def test_l2_penalty_shrinks_the_weights_towards_the_ridge_solution(tmp_path):
+    """With l2_reg the optimum is ridge regression, computed here in closed form on the same data."""
+    x_all, y_all = (np.concatenate([b[i].numpy() for b in regression_data()]) for i in (0, 1))
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(1,))])
+    optimizer = make_optimizer(Config(learning_rate=0.05))
+
+    def loss(batch, training):
+        x, y = batch
+        return tf.reduce_sum((model(x, training=training) - y) ** 2, axis=-1)
+
+    l2 = 0.5
+    Trainer(model, loss, optimizer, tmp_path, global_batch_size=32, l2_reg=l2).fit(
+        regression_data(), regression_data(64, 1), n_epochs=60)
+    # minimise mean((w x + b - y)^2) + l2 (w^2 + b^2): (X^T X / n + l2 I) theta = X^T y / n
+    design = np.hstack([x_all, np.ones_like(x_all)]).astype(np.float64)
+    n = len(design)
+    ridge = np.linalg.solve(design.T @ design / n + l2 * np.eye(2), design.T @ y_all[:, 0] / n)
+    w, b = (float(v.numpy().ravel()[0]) for v in model.weights)
+    np.testing.assert_allclose([w, b], ridge, atol=0.03)
+    assert abs(w) < 1.5  # far from the unpenalised 2
