@@ -14,8 +14,9 @@ from core.cli import prepare_training, training_parser
 from core.errors import run_main
 
 
-def main(argv=None) -> int:
-    parser = training_parser(__doc__.splitlines()[0], default_output="trained_flows")
+def main(argv=None, kind: str = "glow", description: str = __doc__) -> int:
+    """Train a flow of ``kind`` ("glow" or "realnvp"); ``description`` is the script's docstring."""
+    parser = training_parser(description.splitlines()[0], default_output="trained_flows")
     args = parser.parse_args(argv)
     run = prepare_training(args, required=("L", "K", "n_filters"), centered=True, argv=argv)
 
@@ -23,7 +24,7 @@ def main(argv=None) -> int:
     from flow_models.training import train_flow
 
     with run.strategy.scope():
-        flow = build_flow(run.config, run.input_shape, kind="glow")
+        flow = build_flow(run.config, run.input_shape, kind=kind)
     run.logger.info("%s", flow.summary())
     state = train_flow(run, flow, run.output, n_bins=256 if args.dataset in ("mnist", "cifar10") else None,
                        seed=args.seed)

@@ -2,34 +2,18 @@
 
     python train_realnvp.py --dataset DATASET_FOLDER/<source> --config configs/tiny_glow.yml [--output DIR]
 
-Data are scaled to [-0.5, 0.5] (dB mapped from [-100, 20]); the loss is the negative log-likelihood in bits per
-dimension. The run folder (default trained_flows/) gets config.yml, out.log, the best checkpoint by test loss (tf_ckpts/),
-the latest one (tf_ckpts_latest/, re-running resumes from it) and TensorBoard logs with sample grids (and sample
-audio for spectrograms) every `sample_every` epochs. Every config key can be given as a flag.
+The same script as train_glow.py (same flags, run folder, loss in bits/dim, resume) with RealNVP's masked affine
+couplings instead of Glow's steps (see flow_models/glow.py).
 """
 from __future__ import annotations
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
-from core.cli import prepare_training, training_parser
 from core.errors import run_main
+from train_glow import main as train_flow_main
 
 
 def main(argv=None) -> int:
-    parser = training_parser(__doc__.splitlines()[0], default_output="trained_flows")
-    args = parser.parse_args(argv)
-    run = prepare_training(args, required=("L", "K", "n_filters"), centered=True, argv=argv)
-
-    from flow_models.glow import build_flow
-    from flow_models.training import train_flow
-
-    with run.strategy.scope():
-        flow = build_flow(run.config, run.input_shape, kind="realnvp")
-    run.logger.info("%s", flow.summary())
-    state = train_flow(run, flow, run.output, n_bins=256 if args.dataset in ("mnist", "cifar10") else None,
-                       seed=args.seed)
-    run.logger.info("done: %d epochs, best test bits/dim %.4f, best checkpoint %s", state.epochs_done,
-                    state.best_test_loss, state.best_checkpoint)
-    return 0
+    return train_flow_main(argv, kind="realnvp", description=__doc__)
 
 
 if __name__ == "__main__":
