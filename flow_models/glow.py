@@ -185,22 +185,14 @@ class Glow(MultiScaleFlow):
 
     def __init__(self, input_shape, L: int, K: int, n_filters: int, learntop: bool = True,
                  coupling_scale: str = "sigmoid", name: str = "glow"):
+        def step_layers(index, step, channels, prefix):
+            return [ActNorm(channels, name=f"{prefix}_act_norm"),
+                    InvertibleConv1x1(channels, seed=1000 * index + step, name=f"{prefix}_conv1x1"),
+                    AffineCoupling(channels, n_filters, coupling_scale, name=f"{prefix}_coupling")]
+
         shapes = level_shapes(input_shape, L)
-        levels = []
-        for index, (inner, _) in enumerate(shapes):
-            channels = inner[-1]
-            level = [Squeeze(name=f"squeeze_{index}")]
-            for step in range(K):
-                prefix = f"level{index}_step{step}"
-                level += [ActNorm(channels, name=f"{prefix}_act_norm"),
-                          InvertibleConv1x1(channels, seed=1000 * index + step, name=f"{prefix}_conv1x1"),
-                          AffineCoupling(channels, n_filters, coupling_scale, name=f"{prefix}_coupling")]
-            if index < L - 1:
-                level.append(ConditionalGaussianSplit(channels, name=f"level{index}_split"))
-            elif learntop:
-                level.append(LearnedGaussianPrior(inner, name="top_prior"))
-            levels.append(level)
-        super().__init__(input_shape, levels, [latent for _, latent in shapes], name=name)
+        super().__init__(input_shape, _multi_scale_levels(shapes, K, learntop, step_layers),
+                         [latent for _, latent in shapes], name=name)
 
 
 class RealNVP(MultiScaleFlow):
@@ -212,25 +204,34 @@ class RealNVP(MultiScaleFlow):
 
     def __init__(self, input_shape, L: int, K: int, n_filters: int, learntop: bool = True,
                  coupling_scale: str = "tanh", name: str = "realnvp"):
+        def step_layers(index, step, channels, prefix):
+            return [ActNorm(channels, name=f"{prefix}_act_norm_a"),
+                    MaskedAffineCoupling(channels, n_filters, "checkerboard", step % 2, coupling_scale,
+                                         name=f"{prefix}_checkerboard"),
+                    ActNorm(channels, name=f"{prefix}_act_norm_b"),
+                    MaskedAffineCoupling(channels, n_filters, "channel", step % 2, coupling_scale,
+                                         name=f"{prefix}_channel")]
+
         shapes = level_shapes(input_shape, L)
-        levels = []
-        for index, (inner, _) in enumerate(shapes):
-            channels = inner[-1]
-            level = [Squeeze(name=f"squeeze_{index}")]
-            for step in range(K):
-                prefix = f"level{index}_step{step}"
-                level += [ActNorm(channels, name=f"{prefix}_act_norm_a"),
-                          MaskedAffineCoupling(channels, n_filters, "checkerboard", step % 2, coupling_scale,
-                                               name=f"{prefix}_checkerboard"),
-                          ActNorm(channels, name=f"{prefix}_act_norm_b"),
-                          MaskedAffineCoupling(channels, n_filters, "channel", step % 2, coupling_scale,
-                                               name=f"{prefix}_channel")]
-            if index < L - 1:
-                level.append(ConditionalGaussianSplit(channels, name=f"level{index}_split"))
-            elif learntop:
-                level.append(LearnedGaussianPrior(inner, name="top_prior"))
-            levels.append(level)
-        super().__init__(input_shape, levels, [latent for _, latent in shapes], name=name)
+        super().__init__(input_shape, _multi_scale_levels(shapes, K, learntop, step_layers),
+                         [latent for _, latent in shapes], name=name)
+
+
+def _multi_scale_levels(shapes, K: int, learntop: bool, step_layers) -> list[list]:
+    """The layers of every level: squeeze, K steps of ``step_layers(index, step, channels, prefix)``, then the
+    split (every level but the last) or the learned top prior (``learntop``, last level)."""
+    levels = []
+    for index, (inner, _) in enumerate(shapes):
+        channels = inner[-1]
+        level = [Squeeze(name=f"squeeze_{index}")]
+        for step in range(K):
+            level += step_layers(index, step, channels, f"level{index}_step{step}")
+        if index < len(shapes) - 1:
+            level.append(ConditionalGaussianSplit(channels, name=f"level{index}_split"))
+        elif learntop:
+            level.append(LearnedGaussianPrior(inner, name="top_prior"))
+        levels.append(level)
+    return levels
 
 
 def build_flow(config, input_shape, kind: str = "glow") -> MultiScaleFlow:
