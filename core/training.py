@@ -52,8 +52,12 @@ def make_strategy(name: str = "default"):
 
         if "TF_CONFIG" not in os.environ:
             raise UserError("--strategy multiworker needs the TF_CONFIG environment variable (cluster and task); "
-                            "see the README, 'Training on several GPUs or machines'")
-        json.loads(os.environ["TF_CONFIG"])
+                            "see the README, 'Training a prior'")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as err:
+            raise UserError(f"TF_CONFIG is not valid JSON ({err}); it must describe the cluster and this task") \
+                from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"unknown strategy {name!r}: use default, mirrored or multiworker")
 

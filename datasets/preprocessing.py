@@ -234,11 +234,6 @@ def stft_segments(segments: np.ndarray, params: SpectrogramParams, chunk: int = 
     return out
 
 
-def mel_power_from_stft(stft: np.ndarray, params: SpectrogramParams) -> np.ndarray:
-    """Mel power (n_segments, n_mels, n_frames) from a complex STFT (n_segments, n_freqs, n_frames)."""
-    return _mel_power_chunk(np.asarray(stft).transpose(0, 2, 1), params)
-
-
 def power_to_db(power: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     """10 log10(power) (ref 1.0) clipped to [db_min, db_max]; silence gives db_min, never -inf or NaN."""
     db = 10.0 * np.log10(np.maximum(power, params.power_min))
@@ -290,12 +285,7 @@ def mel_spectrogram_segments(segments: np.ndarray, params: SpectrogramParams, sc
         list(_thread_pool().map(transform, starts))
     else:
         transform(0)
-    if scale == "dB":
-        np.maximum(mel, np.float32(params.power_min), out=mel)
-        np.log10(mel, out=mel)
-        mel *= np.float32(10.0)
-    np.clip(mel, params.db_min if scale == "dB" else params.power_min,
-            params.db_max if scale == "dB" else params.power_max, out=mel)
+    mel = power_to_db(mel, params) if scale == "dB" else clip_power(mel, params)
     return (mel, stft) if return_stft else mel
 
 
