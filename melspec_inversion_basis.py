@@ -158,8 +158,6 @@ def main(argv=None) -> int:
         missing = [n for n in reference_names if n not in song.sources_audio]
         if missing:
             warn(f"{args.song_dir} has no {', '.join(m + '.wav' for m in missing)}: no scores")
-        elif not evaluation.bss_eval_available():
-            warn("bss_eval_v4.py not found: no BSS Eval scores (the wavs are written)")
         else:
             references = np.stack([song.sources_audio[n][:scored_length] for n in reference_names])
             scores = evaluation.evaluate_sources(references, inverted.estimates[:, :scored_length],

@@ -68,9 +68,6 @@ def main(argv=None) -> int:
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info("song %s: %.2f s, sources %s", args.song_dir, song.n_samples / params.sample_rate,
                 ", ".join(args.sources))
-    scoring = evaluation.bss_eval_available()
-    if not scoring:
-        warn("bss_eval_v4.py not found: no BSS Eval scores (the wavs are written)")
 
     sources = np.stack([song.sources_audio[name] for name in args.sources])
     references_db = {name: song.sources_mel[name] for name in args.sources}
@@ -88,11 +85,10 @@ def main(argv=None) -> int:
         figures.plot_spectrogram_comparison(
             references_db, {name: audio_to_mel_segments(audio, params) for name, audio in zip(args.sources, estimates)},
             folder / "spectrograms.png", params, title=f"{method}: ground truth vs oracle estimate (dB)")
-        if scoring:
-            scores = evaluation.evaluate_sources(sources, estimates, args.sources, params.sample_rate)
-            scores.save(folder)
-            print(scores.table(f"{method}: BSS Eval v4, median over {scores.n_frames} frames of {scores.window:g} s"))
-            all_scores[method] = scores
+        scores = evaluation.evaluate_sources(sources, estimates, args.sources, params.sample_rate)
+        scores.save(folder)
+        print(scores.table(f"{method}: BSS Eval v4, median over {scores.n_frames} frames of {scores.window:g} s"))
+        all_scores[method] = scores
     if all_scores:
         evaluation.write_csv(output / evaluation.CSV_NAME, all_scores)
         figures.plot_score_boxes(all_scores, output / "scores.png", title=f"oracles, {Path(args.song_dir).name}")

@@ -222,16 +222,12 @@ def main() -> None:
     print(f"the six methods from one NNLS (mel_to_magnitude once, invert_magnitude six times): {one_nnls:.2f} s, "
           f"{librosa_minute / one_nnls:.1f}x faster than librosa's one path")
 
-    if evaluation.bss_eval_available():
-        print("\nBSS Eval v4 (bss_eval_v4.py), median SDR over 1 s frames of the whole minute:")
-        for combo in combos + extra:
-            scores = evaluation.evaluate_sources(references, outputs[combo][0], list(SOURCES),
-                                                 params.sample_rate)
-            medians = scores.medians()
-            print(f"  {combo[0]:<12}{combo[1]:<7}{combo[2] if combo[0] == 'griffin' else '-':<9}"
-                  + "  ".join(f"{n} {medians[n]['SDR']:6.2f} dB" for n in SOURCES))
-    else:
-        print("\n(bss_eval_v4.py not found: global SDR only)")
+    print("\nBSS Eval v4 (bss_eval_v4.py), median SDR over 1 s frames of the whole minute:")
+    for combo in combos + extra:
+        scores = evaluation.evaluate_sources(references, outputs[combo][0], list(SOURCES), params.sample_rate)
+        medians = scores.medians()
+        print(f"  {combo[0]:<12}{combo[1]:<7}{combo[2] if combo[0] == 'griffin' else '-':<9}"
+              + "  ".join(f"{n} {medians[n]['SDR']:6.2f} dB" for n in SOURCES))
 
 
 if __name__ == "__main__":

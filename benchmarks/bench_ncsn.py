@@ -128,7 +128,7 @@ def main(argv=None) -> int:
                                                                       f"{n_langevin} steps per run)")):
         print(f"\n{title}: {unit}")
         eager = statistics.median(rates["eager"])
-        print(f"| variant | median | x eager | all runs |\n|---|---|---|---|")
+        print("| variant | median | x eager | all runs |\n|---|---|---|---|")
         for name, values in rates.items():
             median = statistics.median(values)
             runs = ", ".join(f"{v:.3g}" for v in values)

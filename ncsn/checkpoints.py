@@ -11,7 +11,6 @@ The config is the run's ``config.yml`` (found next to the checkpoint folder) unl
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Optional
 
 from core import import_tensorflow

@@ -14,7 +14,7 @@ state shape, whatever L and T. All random numbers are stateless and derived from
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 

@@ -11,31 +11,18 @@ gets NaN in every frame.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+import bss_eval_v4
 from core.errors import UserError, warn
 
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 JSON_NAME = "metrics.json"
 CSV_NAME = "metrics.csv"
-
-
-def bss_eval_available() -> bool:
-    """Whether ``bss_eval_v4.py`` can be imported (the repository root on ``sys.path``)."""
-    return importlib.util.find_spec("bss_eval_v4") is not None
-
-
-def _bss_eval_module():
-    if not bss_eval_available():
-        raise UserError("bss_eval_v4.py is not available: the BSS Eval scores cannot be computed")
-    import bss_eval_v4
-
-    return bss_eval_v4
 
 
 def _bss_eval_v4(references: np.ndarray, estimates: np.ndarray, window: int, hop: int) -> dict[str, np.ndarray]:
@@ -47,8 +34,7 @@ def _bss_eval_v4(references: np.ndarray, estimates: np.ndarray, window: int, hop
     Returns:
         {metric: (n_sources, n_frames) float64} for SDR, ISR, SIR, SAR.
     """
-    sdr, isr, sir, sar = _bss_eval_module().evaluate(references[..., None], estimates[..., None], win=window,
-                                                     hop=hop)
+    sdr, isr, sir, sar = bss_eval_v4.evaluate(references[..., None], estimates[..., None], win=window, hop=hop)
     return {name: np.asarray(value, dtype=np.float64).reshape(references.shape[0], -1)
             for name, value in zip(("SDR", "ISR", "SIR", "SAR"), (sdr, isr, sir, sar))}
 
@@ -75,12 +61,12 @@ class Scores:
     def track_scores(self, track: str = "track"):
         """The same scores as ``bss_eval_v4.TrackScores`` (its JSON / CSV writers and summary)."""
         v = self.values
-        return _bss_eval_module().TrackScores(track, list(self.targets), v["SDR"], v["ISR"], v["SIR"], v["SAR"],
+        return bss_eval_v4.TrackScores(track, list(self.targets), v["SDR"], v["ISR"], v["SIR"], v["SAR"],
                                               self.window, self.hop)
 
     def medians(self) -> dict[str, dict[str, float]]:
         """{target: {metric: median over the frames that are not NaN}} (``bss_eval_v4.aggregate``)."""
-        summary = _bss_eval_module().aggregate([self.track_scores()])
+        summary = bss_eval_v4.aggregate([self.track_scores()])
         return {target: {m: float(summary.loc[target, m]) for m in METRICS} for target in self.targets}
 
     def nan_frames(self) -> dict[str, int]:
@@ -110,7 +96,7 @@ class Scores:
         """Read a ``metrics.json`` in museval's layout (written by :meth:`save` or by museval)."""
         path = Path(path)
         try:
-            scores = _bss_eval_module().TrackScores.from_json(path)
+            scores = bss_eval_v4.TrackScores.from_json(path)
         except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
             raise UserError(f"{path} is not a metrics.json in museval's layout ({type(err).__name__}: {err})") \
                 from None
@@ -145,7 +131,7 @@ def evaluate_sources(references: np.ndarray, estimates: np.ndarray, targets: Seq
         :class:`Scores`; a source whose reference or estimate is silent over the whole song gets NaN everywhere
         (with a warning) and is left out of the others' evaluation.
     Raises:
-        UserError: shapes disagree, or ``bss_eval_v4.py`` is not available.
+        UserError: shapes disagree.
     """
     references = np.asarray(references, dtype=np.float64)
     estimates = np.asarray(estimates, dtype=np.float64)
@@ -164,7 +150,7 @@ def evaluate_sources(references: np.ndarray, estimates: np.ndarray, targets: Seq
                 warn(f"the {kind} of {targets[k]} is silent over the whole song: its scores are NaN")
                 silent.append(k)
     active = [k for k in range(references.shape[0]) if k not in silent]
-    n_frames = len(_bss_eval_module().frame_bounds(win, step, references.shape[1]))
+    n_frames = len(bss_eval_v4.frame_bounds(win, step, references.shape[1]))
     values = {m: np.full((references.shape[0], n_frames), np.nan) for m in METRICS}
     if active:
         scored = _bss_eval_v4(references[active], estimates[active], win, step)

@@ -5,7 +5,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from conftest import SR, music_like, run_script, write_wav
 from core.errors import UserError

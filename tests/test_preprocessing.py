@@ -4,7 +4,6 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import pytest
-import soundfile as sf
 
 from conftest import SR, music_like, write_wav
 from core.errors import UserError
