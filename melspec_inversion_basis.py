@@ -139,9 +139,10 @@ def main(argv=None) -> int:
     inverted = invert_results(results, params, algorithm, args.method, n_samples, mixture_audio,
                               n_iter=args.n_iter, seam_overlap=args.seam_overlap, griffin_init=args.griffin_init)
     logger.info("inverted %d spectrograms (estimates, ground truth, mixture) in %.2f s",
-                2 * results.n_sources + 1, inverted.seconds)
+                (1 + (results.ground_truth is not None)) * results.n_sources + 1, inverted.seconds)
     files = [(f"{n}.wav", a) for n, a in zip(results.names, inverted.estimates)]
-    files += [(f"gt_{n}.wav", a) for n, a in zip(results.names, inverted.ground_truth)]
+    if inverted.ground_truth is not None:
+        files += [(f"gt_{n}.wav", a) for n, a in zip(results.names, inverted.ground_truth)]
     files += [("mix.wav", inverted.mixture)]
     for file_name, audio in files:
         peak = float(np.max(np.abs(audio)))
@@ -150,7 +151,8 @@ def main(argv=None) -> int:
                  "audio)")
         write_audio(output / file_name, np.clip(audio, -1.0, 1.0), params.sample_rate)
 
-    figures.plot_spectrogram_comparison(dict(zip(results.names, results.ground_truth)),
+    references = dict(zip(results.names, results.ground_truth)) if results.ground_truth is not None else {}
+    figures.plot_spectrogram_comparison(references,
                                         dict(zip(results.names, results.estimates)), output / "spectrograms.png",
                                         params, title=f"{dirpath.name}: ground truth vs BASIS estimate (dB)")
 

@@ -13,16 +13,6 @@ import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come firs
 from core.cli import prepare_training, training_parser
 from core.errors import UserError, run_main
 
-
-#: config keys that fix the Glow's weights: a checkpoint only fits a model built with the same values
-ARCHITECTURE_KEYS = ("L", "K", "n_filters", "learntop", "coupling_scale", "height", "width")
-
-
-def level_folder(sigma: float) -> str:
-    """The seed's folder name of a noise level: sigma_<round(sigma, 2)>."""
-    return f"sigma_{round(float(sigma), 2)}"
-
-
 def main(argv=None) -> int:
     parser = training_parser(__doc__.splitlines()[0], default_output="noise_conditioned_flows")
     parser.add_argument("restore_path", metavar="RESTORE_PATH", help="train_glow.py run folder or checkpoint")
@@ -30,7 +20,7 @@ def main(argv=None) -> int:
     run = prepare_training(args, required=("L", "K", "n_filters"), centered=True, argv=argv)
 
     from core.training import BEST_DIR, LATEST_DIR, restore_model_weights
-    from flow_models.glow import build_flow
+    from flow_models.glow import ARCHITECTURE_KEYS, build_flow, level_folder
     from flow_models.training import train_flow
     from ncsn.schedule import sigmas_from_config
 

@@ -25,7 +25,8 @@ def training_parser(description: str, default_output: str) -> argparse.ArgumentP
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dataset", required=True, metavar="DIR",
                         help="DATASET_FOLDER/<source>, holding train/ and test/ folders of .tfrecord files; "
-                             "or mnist / cifar10 (toy images through tensorflow-datasets)")
+                             "or mnist / cifar10 (toy images through tensorflow-datasets), or an offline .npz image set "
+                             "(train and test arrays of 8-bit pixels)")
     parser.add_argument("--output", default=default_output, metavar="DIR",
                         help="run folder: config.yml, out.log, checkpoints, TensorBoard logs; "
                              "re-running on the same folder resumes")
@@ -60,15 +61,15 @@ def prepare_training(args: argparse.Namespace, required: Iterable[str], centered
         UserError: bad config or dataset.
     """
     from core.training import make_strategy  # imports TensorFlow (quietly)
-    from datasets.data_loader import IMAGE_DATASETS, Scaling, load_image_data, load_source_data
+    from datasets.data_loader import Scaling, image_shape, is_image_dataset, load_image_data, load_source_data
 
     strategy = make_strategy(args.strategy)
     config = load_config(args.config, config_overrides(args), required=required)
     scaling = Scaling(scale=config.scale, centered=centered,
                       logit_alpha=config.alpha if config.use_logit else None,
                       dequantization_noise=config.dequantization_noise, params=config.spectrogram_params())
-    if args.dataset in IMAGE_DATASETS:
-        height, width, channels = IMAGE_DATASETS[args.dataset]
+    if is_image_dataset(args.dataset):
+        height, width, channels = image_shape(args.dataset)
         config = dataclasses.replace(config, height=height, width=width)
         data = load_image_data(args.dataset, config.batch_size, scaling, strategy=strategy, seed=args.seed)
     else:

@@ -301,6 +301,23 @@ def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
     return prefix, run
 
 
+def check_trained_config(path, run: Path, config, keys: tuple) -> None:
+    """Compare ``keys`` of ``config`` with the ``config.yml`` of the run folder ``run`` (if it has one).
+
+    Raises:
+        UserError: a key differs; the message names the restore path and both values.
+    """
+    if not (Path(run) / "config.yml").is_file():
+        return
+    from core.config import load_config
+
+    trained = load_config(Path(run) / "config.yml")
+    for key in keys:
+        if getattr(trained, key) != getattr(config, key):
+            raise UserError(f"{path} was trained with {key}={getattr(trained, key)}, the config says "
+                            f"{key}={getattr(config, key)}; use the config it was trained with")
+
+
 def restore_model_weights(model, path: str | Path, config=None, architecture_keys: tuple = ()) -> str:
     """Load the model weights of a training checkpoint into ``model`` (already built); returns the prefix used.
 
@@ -311,14 +328,8 @@ def restore_model_weights(model, path: str | Path, config=None, architecture_key
         UserError: no checkpoint, an architecture key that differs, or weights that do not fit the model.
     """
     prefix, run = resolve_checkpoint(path)
-    if config is not None and (run / "config.yml").is_file():
-        from core.config import load_config
-
-        trained = load_config(run / "config.yml")
-        for key in architecture_keys:
-            if getattr(trained, key) != getattr(config, key):
-                raise UserError(f"{path} was trained with {key}={getattr(trained, key)}, the config says "
-                                f"{key}={getattr(config, key)}; use the config it was trained with")
+    if config is not None:
+        check_trained_config(path, run, config, architecture_keys)
     try:
         tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:

@@ -231,28 +231,101 @@ def load_source_data(dataset_dir: str | os.PathLike, batch_size: int, scaling: S
 IMAGE_DATASETS = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 
 
-def load_image_data(name: str, batch_size: int, scaling: Scaling, strategy=None, seed: Optional[int] = None,
-                    data_dir: Optional[str] = None) -> SourceData:
-    """MNIST or CIFAR-10 through tensorflow-datasets, as (batch, h, w, c) float32 model inputs.
+def is_image_dataset(name: str) -> bool:
+    """True for the toy image sets: a tensorflow-datasets name (mnist, cifar10) or an offline ``.npz`` image file."""
+    return name in IMAGE_DATASETS or str(name).endswith(".npz")
 
-    Pixels are mapped to [0, 1] as (pixel + 0.5) / 256 -- the centre of each of the 256 bins -- and, with
-    ``scaling.dequantization_noise``, spread uniformly inside the bin instead; then centred or logit-transformed as
-    ``scaling`` says. The first use downloads the data (a networked machine is needed once).
+
+def read_image_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """An offline image set: a ``.npz`` with ``train`` and ``test`` arrays of 8-bit pixels, (n, h, w) or (n, h, w, c).
+
+    It lets training and the toy separation run without tensorflow-datasets' download (tests, offline machines).
+    Returns {"train": (n, h, w, c) uint8, "test": (m, h, w, c) uint8}.
 
     Raises:
-        UserError: unknown name, or the data cannot be downloaded/prepared.
+        UserError: a missing or unreadable file, missing keys, shapes that differ, or pixels outside 0..255.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image file {path} does not exist (an offline image set is a .npz with train and test "
+                        "arrays of 8-bit pixels)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {split: np.asarray(data[split]) for split in SPLITS if split in data.files}
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not a readable .npz file ({err})") from None
+    missing = [split for split in SPLITS if split not in arrays]
+    if missing:
+        raise UserError(f"{path} has no {' and no '.join(missing)} array: an image set holds train and test arrays "
+                        "(n, h, w) or (n, h, w, c) of 8-bit pixels")
+    for split, images in arrays.items():
+        if images.ndim == 3:
+            images = images[..., np.newaxis]
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise UserError(f"{path}: {split} has shape {images.shape}; expected (n, h, w) or (n, h, w, c) images")
+        if images.min() < 0 or images.max() > 255:
+            raise UserError(f"{path}: {split} holds values outside 0..255; store 8-bit pixels")
+        arrays[split] = images.astype(np.uint8)
+    if arrays["train"].shape[1:] != arrays["test"].shape[1:]:
+        raise UserError(f"{path}: train images are {arrays['train'].shape[1:]}, test images "
+                        f"{arrays['test'].shape[1:]}; both splits need the same shape")
+    return arrays
+
+
+def image_shape(name: str) -> tuple[int, int, int]:
+    """(h, w, c) of the images of a toy set (a tensorflow-datasets name or a .npz file)."""
+    if name in IMAGE_DATASETS:
+        return IMAGE_DATASETS[name]
+    return tuple(int(n) for n in read_image_file(name)["train"].shape[1:])
+
+
+def pixels_to_unit(pixels):
+    """8-bit pixels -> [0, 1]: (pixel + 0.5) / 256, the centre of each of the 256 bins (numpy or tf)."""
+    return (pixels + 0.5) / 256.0
+
+
+def _image_splits(name: str, data_dir: Optional[str] = None):
+    """(train, test, n_train, n_test): tf.data datasets of {"image": uint8 (h, w, c)} for a toy image set."""
     tf = import_tensorflow()
+    if str(name).endswith(".npz"):
+        arrays = read_image_file(name)
+        return (tf.data.Dataset.from_tensor_slices({"image": arrays["train"]}),
+                tf.data.Dataset.from_tensor_slices({"image": arrays["test"]}),
+                len(arrays["train"]), len(arrays["test"]))
+    if name not in IMAGE_DATASETS:
+        raise UserError(f"unknown image dataset {name!r}: use one of {', '.join(IMAGE_DATASETS)} or a .npz file")
     import tensorflow_datasets as tfds
 
-    if name not in IMAGE_DATASETS:
-        raise UserError(f"unknown image dataset {name!r}: use one of {', '.join(IMAGE_DATASETS)}")
     try:
         (train, test), info = tfds.load(name, split=["train", "test"], with_info=True, data_dir=data_dir)
     except Exception as err:  # tfds raises many kinds (download, checksum, file system) for the same user problem
         raise UserError(f"could not load {name} through tensorflow-datasets ({type(err).__name__}: "
                         f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); the first use downloads "
-                        "it and needs a network connection") from None
+                        "it and needs a network connection (or give an offline .npz image set)") from None
+
+    def size(dataset, split):
+        try:
+            return int(info.splits[split].num_examples)
+        except KeyError:  # tfds' offline mock data has no split metadata
+            return int(dataset.cardinality())
+
+    return train, test, size(train, "train"), size(test, "test")
+
+
+def load_image_data(name: str, batch_size: int, scaling: Scaling, strategy=None, seed: Optional[int] = None,
+                    data_dir: Optional[str] = None) -> SourceData:
+    """A toy image set as (batch, h, w, c) float32 model inputs: MNIST or CIFAR-10 through tensorflow-datasets, or
+    an offline ``.npz`` file (:func:`read_image_file`).
+
+    Pixels are mapped to [0, 1] by :func:`pixels_to_unit` and, with ``scaling.dequantization_noise``, spread
+    uniformly inside their bin instead; then centred or logit-transformed as ``scaling`` says. The first use of a
+    tensorflow-datasets name downloads the data (a networked machine is needed once).
+
+    Raises:
+        UserError: unknown name, or the data cannot be downloaded/prepared/read.
+    """
+    tf = import_tensorflow()
+    train, test, n_train, n_test = _image_splits(name, data_dir)
     noise = scaling.dequantization_noise > 0
     plain = dataclasses.replace(scaling, dequantization_noise=0.0)
 
@@ -268,13 +341,20 @@ def load_image_data(name: str, batch_size: int, scaling: Scaling, strategy=None,
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
         return strategy.experimental_distribute_dataset(dataset) if strategy is not None else dataset
 
-    def size(dataset, split):
-        try:
-            return int(info.splits[split].num_examples)
-        except KeyError:  # tfds' offline mock data has no split metadata
-            return int(dataset.cardinality())
+    return SourceData(pipeline(train, True), pipeline(test, False), n_train, n_test)
 
-    return SourceData(pipeline(train, True), pipeline(test, False), size(train, "train"), size(test, "test"))
+
+def load_test_images(name: str, n: int, data_dir: Optional[str] = None) -> np.ndarray:
+    """The first ``n`` test images of a toy set, (n, h, w, c) float32 in [0, 1] (:func:`pixels_to_unit`).
+
+    Raises:
+        UserError: as :func:`load_image_data`, or fewer than ``n`` test images.
+    """
+    _, test, _, n_test = _image_splits(name, data_dir)
+    if n_test < n:
+        raise UserError(f"{name} has {n_test} test images, {n} are needed; ask for fewer pairs")
+    pixels = np.stack([example["image"] for example in test.take(n).as_numpy_iterator()])
+    return pixels_to_unit(pixels.astype(np.float32)).astype(np.float32)
 
 
 # -------------------------------------------------------------------------------------------------------- songs

@@ -234,6 +234,15 @@ def _multi_scale_levels(shapes, K: int, learntop: bool, step_layers) -> list[lis
     return levels
 
 
+#: config keys that fix a flow's weights: a checkpoint only fits a model built with the same values
+ARCHITECTURE_KEYS = ("L", "K", "n_filters", "learntop", "coupling_scale", "height", "width")
+
+
+def level_folder(sigma: float) -> str:
+    """The folder of one noise level of a noise-conditioned Glow (the seed's name): ``sigma_<round(sigma, 2)>``."""
+    return f"sigma_{round(float(sigma), 2)}"
+
+
 def build_flow(config, input_shape, kind: str = "glow") -> MultiScaleFlow:
     """The flow a :class:`core.config.Config` describes (fields L, K, n_filters, learntop, coupling_scale).
 

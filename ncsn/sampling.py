@@ -43,6 +43,43 @@ def uniform_init(shape: Sequence[int], seed: Seed, dtype=tf.float32) -> tf.Tenso
     return tf.random.stateless_uniform(shape, seed=as_seed(seed), dtype=dtype)
 
 
+def langevin_steps(grad_fn: GradFn, x, level, first_step, n_steps, step, noise_scale, n_steps_each: int, seed,
+                   first_nan=None):
+    """Steps ``first_step .. first_step + n_steps - 1`` of one noise level (the graph; the loop is a tf.while_loop).
+
+    Args:
+        grad_fn, n_steps_each, seed: as :func:`annealed_langevin` (seed already a (2,) tensor).
+        x: the state; level, first_step, n_steps: int32 scalars (tensors, so that changing them does not retrace).
+        step, noise_scale: eta_i and sqrt(2 eta_i) of the level, scalars of x's dtype.
+        first_nan: if given, an int32 scalar carried along: the first step index ``level * T + t`` after which the
+            state held a NaN or inf (-1 while none; one reduction per step).
+    Returns:
+        x after the steps, and first_nan when it was given. The noise of step t of level i is drawn from
+        fold_in(seed, i * T + t), so running a level in several pieces gives the same numbers as in one.
+    """
+    shape = tf.shape(x)
+    track = first_nan is not None
+    first_step = tf.convert_to_tensor(first_step, tf.int32)
+
+    def body(t, x, first_nan):
+        index = level * n_steps_each + t
+        step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
+        noise = tf.random.stateless_normal(shape, seed=step_seed, dtype=x.dtype)
+        x = x + step * grad_fn(x, level) + noise_scale * noise
+        if track:
+            first_nan = _first_nan_after(x, index, first_nan)
+        return t + 1, x, first_nan
+
+    _, x, first_nan = tf.while_loop(lambda t, *_: t < first_step + n_steps, body,
+                                    (first_step, x, first_nan if track else tf.constant(-1)))
+    return (x, first_nan) if track else x
+
+
+def _first_nan_after(x, index, first_nan):
+    bad = tf.logical_and(first_nan < 0, tf.logical_not(tf.reduce_all(tf.math.is_finite(x))))
+    return tf.where(bad, index, first_nan)
+
+
 def annealed_langevin(grad_fn: GradFn, x_init, sigmas, n_steps_each: int, step_lr: float, seed: Seed,
                       denoise: bool = False, return_intermediates: bool = False, return_first_nan: bool = False):
     """Run annealed Langevin dynamics (the graph; call it eagerly or inside a tf.function).
@@ -73,26 +110,10 @@ def annealed_langevin(grad_fn: GradFn, x_init, sigmas, n_steps_each: int, step_l
     noise_scales = tf.sqrt(2.0 * steps)
     n_steps_each = int(n_steps_each)
     seed = as_seed(seed)
-    shape = tf.shape(x_init)
-
-    def first_nan_after(x, index, first_nan):
-        if not return_first_nan:
-            return first_nan
-        bad = tf.logical_and(first_nan < 0, tf.logical_not(tf.reduce_all(tf.math.is_finite(x))))
-        return tf.where(bad, index, first_nan)
 
     def level_body(level, x, intermediates, first_nan):
-        step, noise_scale = steps[level], noise_scales[level]
-
-        def step_body(t, x, first_nan):
-            index = level * n_steps_each + t
-            step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
-            noise = tf.random.stateless_normal(shape, seed=step_seed, dtype=dtype)
-            x = x + step * grad_fn(x, level) + noise_scale * noise
-            return t + 1, x, first_nan_after(x, index, first_nan)
-
-        _, x, first_nan = tf.while_loop(lambda t, x, _: t < n_steps_each, step_body,
-                                        (tf.constant(0), x, first_nan))
+        x, first_nan = langevin_steps(grad_fn, x, level, 0, n_steps_each, steps[level], noise_scales[level],
+                                      n_steps_each, seed, first_nan)
         if return_intermediates:
             intermediates = intermediates.write(level, x)
         return level + 1, x, intermediates, first_nan
@@ -102,10 +123,19 @@ def annealed_langevin(grad_fn: GradFn, x_init, sigmas, n_steps_each: int, step_l
                                                    (tf.constant(0), x_init, intermediates, tf.constant(-1)))
     if denoise:
         x = x + float(sigmas_np[-1]) ** 2 * grad_fn(x, tf.constant(n_levels - 1))
-        first_nan = first_nan_after(x, tf.constant(n_levels * n_steps_each), first_nan)
+        if return_first_nan:
+            first_nan = _first_nan_after(x, tf.constant(n_levels * n_steps_each), first_nan)
     outputs = (x,) + ((intermediates.stack(),) if return_intermediates else ()) + \
         ((first_nan,) if return_first_nan else ())
     return outputs if len(outputs) > 1 else x
+
+
+def describe_step(index: int, sigmas, n_steps_each: int) -> str:
+    """Where step ``level * T + t`` of a schedule is, in words: 'noise level 3/10 (sigma 0.3594), step 12/100'."""
+    level, step = divmod(int(index), int(n_steps_each))
+    if level >= len(sigmas):
+        return "in the final denoising step"
+    return f"at noise level {level + 1}/{len(sigmas)} (sigma {float(sigmas[level]):.4g}), step {step + 1}/{n_steps_each}"
 
 
 class SamplingDiverged(UserError):
@@ -143,10 +173,7 @@ class AnnealedLangevin:
         *outputs, first_nan = self._compiled(tf.convert_to_tensor(x_init), as_seed(seed))
         first_nan = int(first_nan)
         if first_nan >= 0:
-            level, step = divmod(first_nan, self.n_steps_each)
-            where = ("in the final denoising step" if level >= len(self.sigmas) else
-                     f"at noise level {level + 1}/{len(self.sigmas)} (sigma {self.sigmas[level]:.4g}), "
-                     f"step {step + 1}/{self.n_steps_each}")
+            where = describe_step(first_nan, self.sigmas, self.n_steps_each)
             raise SamplingDiverged(f"annealed Langevin dynamics produced NaN/inf {where}; lower step_lr "
                                    f"(now {self.step_lr:g}) or check the network's checkpoint")
         return outputs[0] if len(outputs) == 1 else tuple(outputs)

@@ -1,6 +1,6 @@
 """Figures of a separation: box plots of the framewise scores, and ground truth vs estimate spectrograms.
 
-Both write a PNG and return its path; matplotlib runs headless (Agg backend).
+Each writes a PNG and return its path; matplotlib runs headless (Agg backend).
 """
 from __future__ import annotations
 
@@ -128,6 +128,37 @@ def plot_spectrogram_comparison(references_db: Mapping[str, np.ndarray], estimat
         fig.colorbar(image, ax=axes, format="%+.0f dB", fraction=0.025)
     if title:
         fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_image_separation(mixtures: np.ndarray, estimates: np.ndarray, references: np.ndarray,
+                          path: str | os.PathLike, max_pairs: int = 8, title: Optional[str] = None) -> Path:
+    """A grid for toy image separations: one column per pair; rows mixture, estimate 1, truth 1, estimate 2,
+    truth 2.
+
+    Args:
+        mixtures: (n, h, w, c) in [0, 1]; estimates, references: (2, n, h, w, c) in [0, 1].
+    """
+    plt = pyplot()
+    n = min(max_pairs, mixtures.shape[0])
+    rows = [("mixture", mixtures), ("estimate 1", estimates[0]), ("truth 1", references[0]),
+            ("estimate 2", estimates[1]), ("truth 2", references[1])]
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 0.8, 1.3 * len(rows)), squeeze=False)
+    for row, (label, images) in enumerate(rows):
+        for col in range(n):
+            axis = axes[row, col]
+            image = np.clip(np.asarray(images[col]), 0.0, 1.0)
+            axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if col == 0:
+                axis.set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -3,7 +3,7 @@
 Layout (the seed's, plus optional keys the suite adds)::
 
     x1, x2, ...      estimated mel spectrograms of each source, (n_segments, n_mels, n_frames)
-    gt1, gt2, ...    ground-truth mel spectrograms, same shape
+    gt1, gt2, ...    ground-truth mel spectrograms, same shape (absent when the song had no source wavs)
     mixed            the mixture's mel spectrograms, same shape
     stft_mixture     optional, (n_segments, n_freqs, n_frames) complex STFT of each mixture segment
     sources          optional, the source names (["piano", "violin"]), one per x<i>
@@ -42,7 +42,7 @@ class BasisResults:
 
     Attributes:
         estimates: (n_sources, n_segments, n_mels, n_frames) float32 dB.
-        ground_truth: (n_sources, n_segments, n_mels, n_frames) float32 dB.
+        ground_truth: (n_sources, n_segments, n_mels, n_frames) float32 dB, or None (no source wavs).
         mixture: (n_segments, n_mels, n_frames) float32 dB.
         stft_mixture: (n_segments, n_freqs, n_frames) complex64, or None.
         sources: the stored source names, or None.
@@ -51,7 +51,7 @@ class BasisResults:
 
     path: Path
     estimates: np.ndarray
-    ground_truth: np.ndarray
+    ground_truth: Optional[np.ndarray]
     mixture: np.ndarray
     stft_mixture: Optional[np.ndarray]
     sources: Optional[list[str]]
@@ -123,19 +123,21 @@ def load_results(path: str | os.PathLike, params: SpectrogramParams = Spectrogra
         raise UserError(f"{path} is not a readable .npz file ({err})") from None
     estimates = _numbered_keys(keys, "x")
     count = max(2, len(estimates))
-    expected = [f"x{i}" for i in range(1, count + 1)] + [f"gt{i}" for i in range(1, count + 1)] + ["mixed"]
+    has_gt = bool(_numbered_keys(keys, "gt"))
+    expected = ([f"x{i}" for i in range(1, count + 1)] + [f"gt{i}" for i in range(1, count + 1) if has_gt]
+                + ["mixed"])
     missing = [k for k in expected if k not in keys]
     if missing:
         raise UserError(f"{path} has no key {', '.join(repr(k) for k in missing)} (found: "
                         f"{', '.join(sorted(keys)) or 'nothing'}); a BASIS results file holds x1, x2, ... "
-                        "(estimates), gt1, gt2, ... (ground truth) and mixed")
+                        "(estimates), gt1, gt2, ... (ground truth, if any) and mixed")
     try:
         x = [_spectrogram(data, f"x{i}", path, params, scale) for i in range(1, count + 1)]
-        gt = [_spectrogram(data, f"gt{i}", path, params, scale) for i in range(1, count + 1)]
+        gt = [_spectrogram(data, f"gt{i}", path, params, scale) for i in range(1, count + 1)] if has_gt else []
         mixture = _spectrogram(data, "mixed", path, params, scale)
         n_segments = x[0].shape[0]
-        for key, array in zip([f"x{i}" for i in range(1, count + 1)] + [f"gt{i}" for i in range(1, count + 1)]
-                              + ["mixed"], x + gt + [mixture]):
+        names = [f"x{i}" for i in range(1, count + 1)] + [f"gt{i}" for i in range(1, len(gt) + 1)] + ["mixed"]
+        for key, array in zip(names, x + gt + [mixture]):
             if array.shape[0] != n_segments:
                 raise UserError(f"{path}: {key} has {array.shape[0]} segments, x1 has {n_segments}")
 
@@ -175,15 +177,16 @@ def load_results(path: str | os.PathLike, params: SpectrogramParams = Spectrogra
         raise UserError(f"{path} could not be read ({type(err).__name__}: {err})") from None
     finally:
         data.close()
-    return BasisResults(path, np.stack(x), np.stack(gt), mixture, stft_mixture, sources, n_samples)
+    return BasisResults(path, np.stack(x), np.stack(gt) if gt else None, mixture, stft_mixture, sources, n_samples)
 
 
 @dataclasses.dataclass
 class InvertedResults:
-    """Audio of a results file: estimates and ground truth (n_sources, n_samples), mixture (n_samples,), float32."""
+    """Audio of a results file: estimates and ground truth (n_sources, n_samples) (ground truth None when the file
+    has none), mixture (n_samples,), float32."""
 
     estimates: np.ndarray
-    ground_truth: np.ndarray
+    ground_truth: Optional[np.ndarray]
     mixture: np.ndarray
     seconds: float
 
@@ -203,7 +206,8 @@ def invert_results(results: BasisResults, params: SpectrogramParams, algorithm: 
     start = time.perf_counter()
     common = dict(params=params, method=method, n_samples=n_samples, mixture_audio=mixture_audio, **options)
     estimates = inversion.invert_mel(results.estimates, algorithm=algorithm, **common)
-    ground_truth = inversion.invert_mel(results.ground_truth, algorithm=algorithm, **common)
+    ground_truth = (inversion.invert_mel(results.ground_truth, algorithm=algorithm, **common)
+                    if results.ground_truth is not None else None)
     mixture_algorithm = "griffin" if algorithm == "griffin" else "reuse_phase"
     if mixture_algorithm != "griffin":
         common.pop("griffin_init", None)

@@ -216,3 +216,32 @@ def test_toy_images_through_tensorflow_datasets_without_network():
         assert np.abs((noisy * 256) - np.round(noisy * 256)).max() > 0.1  # spread inside the bins
     with pytest.raises(UserError, match="unknown image dataset"):
         dl.load_image_data("svhn", 8, dl.Scaling())
+
+
+def test_toy_test_images_for_separation_and_offline_image_files(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        images = dl.load_test_images("mnist", 10)
+        assert images.shape == (10, 28, 28, 1) and images.dtype == np.float32
+        pixels = images * 256 - 0.5
+        np.testing.assert_allclose(pixels, np.round(pixels), atol=1e-3)
+        with pytest.raises(UserError, match="12 test images, 20 are needed"):
+            dl.load_test_images("mnist", 20)
+
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(0, 256, (20, 6, 5), dtype=np.uint8), rng.integers(0, 256, (4, 6, 5), dtype=np.uint8)
+    path = tmp_path / "images.npz"
+    np.savez(path, train=train, test=test)
+    assert dl.is_image_dataset(str(path)) and dl.image_shape(str(path)) == (6, 5, 1)
+    np.testing.assert_allclose(dl.load_test_images(str(path), 4)[..., 0], (test + 0.5) / 256, atol=1e-7)
+    data = dl.load_image_data(str(path), 8, dl.Scaling(), seed=0)
+    assert data.n_train == 20 and collect(data.train).shape == (20, 6, 5, 1)
+    np.savez(path, train=train)
+    with pytest.raises(UserError, match="no test array"):
+        dl.read_image_file(path)
+    np.savez(path, train=train, test=rng.integers(0, 256, (4, 6, 6)))
+    with pytest.raises(UserError, match="same shape"):
+        dl.read_image_file(path)
+    with pytest.raises(UserError, match="does not exist"):
+        dl.read_image_file(tmp_path / "none.npz")

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, assert_one_line_error, run_script
+from conftest import ROOT, assert_one_line_error, music_like, run_script, write_wav
 from datasets import preprocessing as pp
 
 SCRIPTS = ["train_ncsn.py", "train_glow.py", "train_noisy_glow.py", "datasets/wav_to_spec.py",
            "datasets/build_midi_dataset.py", "technique1_ncsnv2.py", "technique2and4_ncsnv2.py", "run_example.py",
            "ncsn_generate_samples.py", "melspec_inversion_basis.py", "oracle_systems.py", "bss_eval_v4.py",
-           "train_realnvp.py"]
+           "train_realnvp.py", "run_basis_sep.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -113,3 +113,18 @@ def test_train_glow_then_noisy_glow_levels_chain_and_resume(dataset, tmp_path):
     again = run_script(*command, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (noisy / "out.log").read_text().count("all 1 epochs are already done") == 2
+
+    # BASIS with Glow priors: the levels are restored from sigma_<s>/tf_ckpts into one model
+    song = tmp_path / "song"
+    write_wav(song / "mix.wav", music_like(2.1, seed=1) + music_like(2.1, seed=2, f0=440.0))
+    basis = ["run_basis_sep.py", str(noisy), str(noisy), "--song_dir", str(song), "--model", "glow",
+             "--config", "configs/tiny_glow.yml", "--L", "2", "--K", "1", "--n_filters", "4", "--sigma1", "0.5",
+             "--sigmaL", "0.05", "--num_classes", "2", "--T", "2", "--no_progress"]
+    separated = run_script(*basis, "--output", str(tmp_path / "sep"), timeout=600)
+    assert separated.returncode == 0, separated.stderr[-3000:]
+    with np.load(tmp_path / "sep" / "results.npz") as results:
+        assert results["x1"].shape == (2, 96, 64) and np.all(np.isfinite(results["x1"]))
+    assert_one_line_error(run_script(*basis[:-3], "--num_classes", "3", "--T", "1", "--output",
+                                     str(tmp_path / "sep3")), "no Glow checkpoint", "sigma_0.16")
+    assert_one_line_error(run_script(*basis, "--K", "2", "--output", str(tmp_path / "sepk")),
+                          "was trained with K=1, the config says K=2")

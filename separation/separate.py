@@ -1,0 +1,247 @@
+"""Running BASIS on a song: the mixture's segments in the priors' units, the run, and what it writes.
+
+:func:`run_separation` is shared by songs (:class:`SongTask`) and toy images (:class:`separation.toy.ImageTask`):
+it loads the priors, builds :class:`separation.basis.Basis` from the config, separates the task's mixtures in
+batches with a progress bar and a resume state, and returns the estimates in model units. A task knows how its data
+map to model units and back, and what to write.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from core.config import Config
+from core.errors import UserError, warn
+from datasets.preprocessing import from_unit, to_unit
+
+#: estimates of the model are in [0, 1] (NCSN) or [-0.5, 0.5] (Glow): offset added to get [0, 1]
+MODEL_OFFSETS = {"ncsn": 0.0, "glow": 0.5}
+
+
+@dataclasses.dataclass
+class SeparationResult:
+    """Estimates in model units: (K, N, h, w, c) after the last level, and (L, K, N, h, w, c) after every level."""
+
+    estimates: np.ndarray
+    history: np.ndarray
+    sigmas: np.ndarray
+    seconds: float
+
+
+def to_model_units(unit: np.ndarray, model: str) -> np.ndarray:
+    """[0, 1] data -> the priors' units (NCSN: as is; Glow: centred on 0)."""
+    return (np.asarray(unit, np.float32) - MODEL_OFFSETS[model]).astype(np.float32)
+
+
+def from_model_units(values: np.ndarray, model: str) -> np.ndarray:
+    """The priors' units -> [0, 1] data, clipped (the dynamics may step slightly outside)."""
+    return np.clip(np.asarray(values, np.float32) + MODEL_OFFSETS[model], 0.0, 1.0)
+
+
+def _tensorboard_images(output: Path, images: dict[str, np.ndarray], step: int = 0, flip: bool = True) -> None:
+    """Write {tag: (n, h, w, c) values in [0, 1]} as TensorBoard images (spectrograms: low frequencies at the
+    bottom)."""
+    from core import import_tensorflow
+
+    tf = import_tensorflow()
+    writer = tf.summary.create_file_writer(str(output / "tensorboard"))
+    with writer.as_default():
+        for tag, batch in images.items():
+            batch = np.asarray(batch, np.float32)
+            tf.summary.image(tag, batch[:, ::-1] if flip else batch, step=step, max_outputs=batch.shape[0])
+    writer.close()
+
+
+@dataclasses.dataclass
+class SongTask:
+    """A song to separate into named sources.
+
+    Attributes:
+        song: the loaded song (:func:`datasets.data_loader.load_song`).
+        names: the source names, one per prior.
+        config: the separation's config.
+        model: "ncsn" or "glow" (the priors' units).
+        mixture: (N, n_mels, n_frames, 1) float32, the mixture's segments in model units.
+    """
+
+    song: object
+    names: list[str]
+    config: Config
+    model: str
+    mixture: np.ndarray
+
+    kind = "song"
+    default_mixing = "power_sum"
+
+    @classmethod
+    def from_song(cls, song_dir: str | os.PathLike, names: Sequence[str], config: Config,
+                  n_segments: Optional[int], model: str) -> "SongTask":
+        """Load ``song_dir`` (mix.wav and the sources' wavs that exist) with the config's spectrogram settings.
+
+        Raises:
+            UserError: no mix.wav, unreadable audio, or a config whose height/width are not the spectrogram's.
+        """
+        from datasets.data_loader import load_song
+
+        params = config.spectrogram_params()
+        if (config.height, config.width) != params.shape:
+            raise UserError(f"the config's height x width is {config.height}x{config.width} but its spectrogram "
+                            f"settings give {params.shape[0]}x{params.shape[1]} mel spectrograms; use a "
+                            "spectrogram config (e.g. configs/melspec_ncsnv1.yml)")
+        song = load_song(song_dir, names, params, config.scale, n_segments)
+        missing = [n for n in names if n not in song.sources_mel]
+        if len(missing) == len(names):
+            warn(f"{song_dir} has no source wavs ({', '.join(n + '.wav' for n in names)}): separating without "
+                 "ground truth; metrics are skipped")
+        elif missing:
+            warn(f"{song_dir} has no {', '.join(n + '.wav' for n in missing)}: no ground truth is stored and "
+                 "metrics are skipped")
+        unit = np.clip(to_unit(song.mix_mel, config.scale, params), 0.0, 1.0)
+        return cls(song, list(names), config, model, to_model_units(unit[..., np.newaxis], model))
+
+    @property
+    def n_mixtures(self) -> int:
+        return self.mixture.shape[0]
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return all(n in self.song.sources_mel for n in self.names)
+
+    @property
+    def description(self) -> str:
+        params = self.song.params
+        return (f"song {self.song.name}: {self.song.n_samples / params.sample_rate:.2f} s, {self.n_mixtures} "
+                f"segments of {params.segment_seconds:.2f} s; sources {', '.join(self.names)}"
+                f"{'' if self.has_ground_truth else ' (no ground truth)'}")
+
+    def to_data(self, values: np.ndarray) -> np.ndarray:
+        """Model units (..., n_mels, n_frames, 1) -> spectrograms (..., n_mels, n_frames) float32 in the config's scale
+        (dB clipped to [db_min, db_max])."""
+        unit = from_model_units(values, self.model)[..., 0]
+        return from_unit(unit, self.config.scale, self.song.params).astype(np.float32)
+
+    def save(self, output: Path, result: SeparationResult, logger: logging.Logger) -> dict[str, np.ndarray]:
+        """Write results.npz, results_convergence.npz, spectrograms.png and TensorBoard images; returns the
+        estimates {name: (N, n_mels, n_frames)} in the config's scale."""
+        from separation import figures
+
+        estimates = {name: self.to_data(result.estimates[k]) for k, name in enumerate(self.names)}
+        arrays = {f"x{k + 1}": estimates[name] for k, name in enumerate(self.names)}
+        if self.has_ground_truth:
+            arrays.update({f"gt{k + 1}": self.song.sources_mel[name].astype(np.float32)
+                           for k, name in enumerate(self.names)})
+        arrays.update(mixed=self.song.mix_mel.astype(np.float32), stft_mixture=self.song.stft_mixture,
+                      sources=np.array(self.names), n_samples=np.array(self.song.n_samples))
+        np.savez(output / "results.npz", **arrays)
+        convergence = {f"x{k + 1}": self.to_data(result.history[:, k]) for k in range(len(self.names))}
+        np.savez(output / "results_convergence.npz", sigmas=result.sigmas, sources=np.array(self.names),
+                 **convergence)
+        logger.info("separated %d segments in %.1f s; wrote results.npz and results_convergence.npz (%s)",
+                    self.n_mixtures, result.seconds, ", ".join(f"x{k + 1}={n}" for k, n in enumerate(self.names)))
+        if self.config.scale == "dB":
+            references = {n: self.song.sources_mel[n] for n in self.names if n in self.song.sources_mel}
+            figures.plot_spectrogram_comparison(references, estimates, output / "spectrograms.png",
+                                                self.song.params,
+                                                title=f"{self.song.name}: ground truth vs BASIS estimate (dB)")
+        shown = slice(0, min(4, self.n_mixtures))
+        images = {"mixture": from_model_units(self.mixture[shown], self.model)}
+        for k, name in enumerate(self.names):
+            images[f"estimate/{name}"] = from_model_units(result.estimates[k, shown], self.model)
+            if name in self.song.sources_mel:
+                unit = to_unit(self.song.sources_mel[name][shown], self.config.scale, self.song.params)
+                images[f"ground_truth/{name}"] = np.clip(unit, 0.0, 1.0)[..., np.newaxis]
+        _tensorboard_images(output, images)
+        return estimates
+
+    def invert_and_score(self, output: Path, result: SeparationResult, algorithm: str, method: str,
+                         logger: logging.Logger):
+        """Write ``<source>.wav`` for every estimate and, with ground truth, the BSS Eval v4 scores.
+
+        Returns:
+            (audio, scores): (K, n_samples) float32 and :class:`separation.evaluation.Scores` (None without
+            ground truth).
+        """
+        from datasets.preprocessing import write_audio
+        from separation import evaluation, inversion
+
+        params = self.song.params
+        mel = np.stack([self.to_data(result.estimates[k]) for k in range(len(self.names))])
+        start = time.perf_counter()
+        audio = inversion.invert_mel(mel, params, algorithm=algorithm, method=method, n_samples=self.song.n_samples,
+                                     mixture_audio=self.song.mix_audio, scale=self.config.scale)
+        for name, waveform in zip(self.names, audio):
+            write_audio(output / f"{name}.wav", np.clip(waveform, -1.0, 1.0), params.sample_rate)
+        logger.info("inverted the estimates (%s, %s) in %.1f s: %s", algorithm, method, time.perf_counter() - start,
+                    ", ".join(f"{n}.wav" for n in self.names))
+        if not self.has_ground_truth:
+            logger.info("no ground truth: metrics skipped")
+            return audio, None
+        references = np.stack([self.song.sources_audio[n] for n in self.names])
+        scores = evaluation.evaluate_sources(references, audio, self.names, params.sample_rate)
+        scores.save(output)
+        print(scores.table(f"BSS Eval v4 of {self.song.name}, median over {scores.n_frames} frames "
+                           f"(BASIS, {algorithm} {method})"), flush=True)
+        return audio, scores
+
+
+def run_separation(task, restore_paths: Sequence[str], model: str, state_path: Path, fingerprint: str,
+                   seed: int = 0, batch_size: int = 16, mixing_name: Optional[str] = None, init: str = "uniform",
+                   jit_compile: bool = False, progress: bool = True,
+                   logger: Optional[logging.Logger] = None) -> SeparationResult:
+    """Load the priors, build BASIS from ``task.config`` and separate every mixture of ``task``.
+
+    Raises:
+        UserError: bad restore paths or config; SamplingDiverged (a UserError) when the dynamics blow up, after
+            writing the estimates of the finished levels to ``results_convergence.npz`` beside ``state_path``.
+    """
+    from tqdm import tqdm
+
+    from ncsn.sampling import SamplingDiverged
+    from ncsn.schedule import sigmas_from_config
+    from separation.basis import Basis, make_mixing_model, separate_in_batches
+    from separation.priors import load_priors
+
+    config = task.config
+    logger = logger or logging.getLogger("sepsuite")
+    sigmas = sigmas_from_config(config)
+    input_shape = task.mixture.shape[1:]
+    priors = load_priors(model, restore_paths, config, input_shape, sigmas)
+    mixing = make_mixing_model(mixing_name or task.default_mixing, config.spectrogram_params(),
+                               MODEL_OFFSETS[model], config.scale)
+    basis = Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile)
+    batch_size = min(batch_size, task.n_mixtures)
+    n_batches = -(-task.n_mixtures // batch_size)
+    logger.info("BASIS with %s priors: %d levels %.4g -> %.4g, T = %d, step_lr %g, mixing %s, %d batch(es) of %d",
+                model, len(sigmas), sigmas[0], sigmas[-1], config.T, config.step_lr, mixing.name, n_batches,
+                batch_size)
+    bar = tqdm(total=len(sigmas) * n_batches * config.T, unit="step", disable=not progress, dynamic_ncols=True,
+               desc="BASIS", smoothing=0.1)
+    start = time.perf_counter()
+    try:
+        estimates, history = separate_in_batches(basis, task.mixture, seed, batch_size, init,
+                                                 low=-MODEL_OFFSETS[model], state_path=state_path,
+                                                 fingerprint=fingerprint, progress=bar, logger=logger)
+    except SamplingDiverged:
+        _save_partial_convergence(task, state_path, sigmas)
+        raise
+    finally:
+        bar.close()
+    return SeparationResult(estimates, history, np.asarray(sigmas, np.float32), time.perf_counter() - start)
+
+
+def _save_partial_convergence(task, state_path: Path, sigmas) -> None:
+    """After a divergence: the estimates after every finished level, as results_convergence.npz."""
+    if not state_path.is_file():
+        return
+    with np.load(state_path, allow_pickle=False) as state:
+        history = state["history"]
+    done = history.shape[0]
+    arrays = {f"x{k + 1}": task.to_data(history[:, k]) for k in range(history.shape[1])}
+    np.savez(state_path.with_name("results_convergence.npz"), sigmas=np.asarray(sigmas[:done], np.float32),
+             sources=np.array(task.names), **arrays)

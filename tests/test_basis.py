@@ -1,0 +1,208 @@
+"""BASIS (separation/basis.py): mixing models, the posterior it samples, reproducibility, resuming, NaN handling.
+
+The posterior test uses Gaussian priors whose scores are exact and the mean mixing model: the posterior is Gaussian
+and known in closed form (a 2x2 linear system per pixel), independent of the code under test.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import import_tensorflow
+from datasets import midi_dataset as md
+from datasets.data_loader import load_song
+from datasets.preprocessing import SpectrogramParams, to_unit
+from ncsn.sampling import SamplingDiverged
+from separation import basis as bs
+
+tf = import_tensorflow()
+PARAMS = SpectrogramParams()
+HAVE_FLUIDSYNTH = shutil.which("fluidsynth") is not None and Path(md.DEFAULT_SOUNDFONT).is_file()
+
+
+# ------------------------------------------------------------------------------------------------ mixing models
+
+@pytest.mark.parametrize("amplitude", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 0.5])
+def test_db_mixing_gradient_equals_autodiff_and_works_in_db_units(amplitude, offset):
+    rng = np.random.default_rng(0)
+    sources = tf.constant(rng.uniform(0.1, 0.95, (3, 2, 5, 4, 1)) - offset, tf.float32)
+    model = bs.DecibelMixing(PARAMS, offset=offset, amplitude=amplitude)
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        total = tf.reduce_sum(model(sources))  # g is element-wise: the gradient of the sum is dg/ds_k per element
+    np.testing.assert_allclose(model.gradient(sources).numpy(), tape.gradient(total, sources).numpy(), atol=1e-6)
+
+    # the value, computed independently in dB with numpy: 10 log10(sum 10^(d/10)) (20 and 20 for amplitudes)
+    c = 20.0 if amplitude else 10.0
+    decibels = PARAMS.db_min + (PARAMS.db_max - PARAMS.db_min) * (sources.numpy().astype(np.float64) + offset)
+    expected_db = c * np.log10(np.sum(10.0 ** (decibels / c), axis=0))
+    expected = (expected_db - PARAMS.db_min) / (PARAMS.db_max - PARAMS.db_min) - offset
+    np.testing.assert_allclose(model(sources).numpy(), expected, atol=2e-6)
+    # two equal sources in power: +3.01 dB; in amplitude: +6.02 dB
+    equal = tf.fill((2, 1), (-20.0 - PARAMS.db_min) / (PARAMS.db_max - PARAMS.db_min) - offset)
+    gain_db = (model(equal).numpy()[0] - equal.numpy()[0, 0]) * (PARAMS.db_max - PARAMS.db_min)
+    assert gain_db == pytest.approx(c * np.log10(2.0), abs=1e-3)
+
+
+def test_mean_and_sum_mixing_gradients():
+    sources = tf.constant(np.random.default_rng(1).normal(size=(3, 4, 2)), tf.float32)
+    for model, value, gradient in ((bs.MeanMixing(), sources.numpy().mean(0), 1 / 3),
+                                   (bs.SumMixing(0.5), sources.numpy().sum(0) + 1.0, 1.0)):
+        np.testing.assert_allclose(model(sources).numpy(), value, atol=1e-6)
+        with tf.GradientTape() as tape:
+            tape.watch(sources)
+            total = tf.reduce_sum(model(sources))
+        np.testing.assert_allclose(tape.gradient(total, sources).numpy(), gradient, atol=1e-6)
+        np.testing.assert_allclose(model.gradient(sources).numpy(), gradient, atol=1e-6)
+
+
+def test_make_mixing_model_rejects_what_does_not_fit():
+    assert isinstance(bs.make_mixing_model("power_sum", PARAMS, scale="power"), bs.SumMixing)
+    with pytest.raises(Exception, match="needs dB spectrograms"):
+        bs.make_mixing_model("amplitude_sum", PARAMS, scale="power")
+    with pytest.raises(Exception, match="unknown mixing model"):
+        bs.make_mixing_model("product")
+
+
+@pytest.mark.skipif(not HAVE_FLUIDSYNTH, reason="needs: apt-get install fluidsynth fluid-soundfont-gm")
+def test_power_sum_in_db_matches_real_piano_violin_mixtures(tmp_path):
+    """A chorale rendered for real: the mixture's dB mel is close to g(piano, violin) (the seed's minute: 0.77 dB)."""
+    piece = md.find_corpus_pieces(["bach/bwv165.6"])[0]
+    record = md.build_piece(piece, str(tmp_path), md.RenderOptions(max_piece_minutes=0.25))
+    assert record["status"] == "ok", record
+    song = load_song(md.song_dir(tmp_path, record["split"], record["name"]), ("piano", "violin"), PARAMS)
+    valid = 1 + (song.n_samples - (song.n_segments - 1) * PARAMS.segment_samples) // PARAMS.hop_length
+    unit = {name: to_unit(mel, "dB", PARAMS) for name, mel in song.sources_mel.items()}
+    model = bs.DecibelMixing(PARAMS)
+    estimate = model(tf.constant(np.stack([unit["piano"], unit["violin"]]), tf.float32)).numpy()
+    error_db = np.abs(estimate - to_unit(song.mix_mel, "dB", PARAMS)) * (PARAMS.db_max - PARAMS.db_min)
+    error_db = np.concatenate([error_db[:-1].reshape(-1), error_db[-1, :, :valid].reshape(-1)])  # no padding
+    assert error_db.mean() < 1.0, error_db.mean()
+    # the unit error the seed made (the sum law applied to the [0, 1]-scaled numbers) is far worse
+    wrong = 10 * np.log10(10 ** (unit["piano"] / 10) + 10 ** (unit["violin"] / 10))
+    wrong_db = np.abs(wrong - to_unit(song.mix_mel, "dB", PARAMS)) * (PARAMS.db_max - PARAMS.db_min)
+    assert wrong_db.mean() > 3 * error_db.mean()
+
+
+# ----------------------------------------------------------------------------------------- Gaussian posterior
+
+MU, STD, X = np.array([0.2, 0.6]), np.array([0.2, 0.1]), 0.3
+
+
+def gaussian_priors():
+    def prior(k):
+        def score(x, level):
+            sigma = tf.gather(SIGMAS_T, level)
+            return -(x - MU[k]) / (STD[k] ** 2 + sigma ** 2)
+        return bs.FunctionPrior(score)
+    return [prior(0), prior(1)]
+
+
+SIGMAS = np.geomspace(0.5, 0.05, 4).astype(np.float32)
+SIGMAS_T = tf.constant(SIGMAS)
+
+
+def test_samples_match_the_closed_form_gaussian_posterior():
+    """Last level: p(s) ∝ N(s1; mu1, std1^2 + sL^2) N(s2; mu2, std2^2 + sL^2) N(x; (s1 + s2) / 2, sL^2)."""
+    sigma = float(SIGMAS[-1])
+    delta, steps = 2e-4, 2000
+    basis = bs.Basis(gaussian_priors(), bs.MeanMixing(), SIGMAS, steps, delta)
+    mixture = tf.fill((16, 16, 16, 1), X)
+    estimates = basis.separate(mixture, bs.initial_sources((2, 16, 16, 16, 1), 3), seed=4).numpy()
+    samples = estimates.reshape(2, -1)  # 4096 independent chains per source
+
+    variances = STD ** 2 + sigma ** 2
+    precision = np.diag(1 / variances) + np.full((2, 2), 0.25) / sigma ** 2
+    covariance = np.linalg.inv(precision)
+    mean = covariance @ (MU / variances + 0.5 * X / sigma ** 2)
+    # the Langevin step (eta * largest precision = 0.045) biases the variances by < 2.5 %; sampling error ~ 2 %
+    standard_errors = np.sqrt(np.diag(covariance) / samples.shape[1])
+    assert np.all(np.abs(samples.mean(axis=1) - mean) < 4 * standard_errors), (samples.mean(axis=1), mean)
+    np.testing.assert_allclose(samples.var(axis=1), np.diag(covariance), rtol=0.1)
+    correlation = np.corrcoef(samples)[0, 1]
+    expected = covariance[0, 1] / np.sqrt(covariance[0, 0] * covariance[1, 1])
+    assert correlation == pytest.approx(expected, abs=0.05)  # strongly negative: the mixture ties the sources
+
+
+# --------------------------------------------------------------------- reproducible, traced once, resumable
+
+def counting_priors(calls):
+    def score(x, level):
+        calls.append(1)  # runs while tracing only
+        return -(x - 0.5) / (0.04 + tf.gather(SIGMAS_T, level) ** 2)
+    prior = bs.FunctionPrior(score)
+    return [prior, prior]
+
+
+def test_runs_are_reproducible_and_traced_once():
+    calls = []
+    basis = bs.Basis(counting_priors(calls), bs.DecibelMixing(PARAMS), SIGMAS, 7, 2e-5)
+    mixture = tf.random.stateless_uniform((3, 6, 5, 1), seed=[0, 1])
+    init = bs.initial_sources((2, 3, 6, 5, 1), 0)
+    first = basis.separate(mixture, init, seed=5).numpy()
+    pieces = init
+    for level in range(len(SIGMAS)):  # the same levels in uneven pieces give the same numbers
+        for start, count in ((0, 3), (3, 1), (4, 3)):
+            pieces = basis.run_level(pieces, mixture, level, 5, start, count)
+    np.testing.assert_array_equal(pieces.numpy(), first)
+    assert not np.array_equal(basis.separate(mixture, init, seed=6).numpy(), first)
+    assert basis.tracing_count == 1
+    assert np.all(np.isfinite(first))
+
+
+def test_separate_in_batches_resumes_after_an_interruption(tmp_path):
+    basis = bs.Basis(counting_priors([]), bs.MeanMixing(), SIGMAS, 6, 1e-4)
+    mixture = np.random.default_rng(0).uniform(size=(5, 4, 4, 1)).astype(np.float32)
+    full, history = bs.separate_in_batches(basis, mixture, seed=3, batch_size=2, chunk_steps=4)
+    assert full.shape == (2, 5, 4, 4, 1) and history.shape == (4, 2, 5, 4, 4, 1)
+    np.testing.assert_array_equal(history[-1], full)
+
+    class Interrupt:
+        done = 0
+
+        def update(self, n):
+            self.done += n
+            if self.done > 2 * 3 * 6 + 5:  # in the middle of level 3 (3 batches of 6 steps per level)
+                raise KeyboardInterrupt
+
+    state = tmp_path / "state.npz"
+    with pytest.raises(KeyboardInterrupt):
+        bs.separate_in_batches(basis, mixture, 3, 2, state_path=state, fingerprint="a", progress=Interrupt(),
+                               chunk_steps=4)
+    with np.load(state) as saved:
+        assert int(saved["levels_done"]) == 2
+    resumed, resumed_history = bs.separate_in_batches(basis, mixture, 3, 2, state_path=state, fingerprint="a",
+                                                      chunk_steps=4)
+    np.testing.assert_array_equal(resumed, full)
+    np.testing.assert_array_equal(resumed_history, history)
+    with pytest.raises(Exception, match="other settings"):
+        bs.separate_in_batches(basis, mixture, 3, 2, state_path=state, fingerprint="b")
+
+
+def test_nan_stops_naming_the_level_and_step_and_keeps_finished_levels(tmp_path):
+    def exploding(x, level):  # finite for the first two levels, then NaN from step 1 of level 3
+        return tf.where(level >= 2, tf.fill(tf.shape(x), np.nan), -x)
+    prior = bs.FunctionPrior(exploding)
+    basis = bs.Basis([prior, prior], bs.MeanMixing(), SIGMAS, 5, 1e-4)
+    state = tmp_path / "state.npz"
+    message = re.escape("noise level 3/4 (sigma 0.1077), step 1/5")
+    with pytest.raises(SamplingDiverged, match=message + r".*batch 1/1.*kept in"):
+        bs.separate_in_batches(basis, np.zeros((2, 3, 3, 1), np.float32), 0, 4, state_path=state, fingerprint="x")
+    with np.load(state) as saved:
+        assert saved["history"].shape[0] == 2 and np.all(np.isfinite(saved["history"]))
+
+
+def test_psnr_takes_the_better_source_order():
+    rng = np.random.default_rng(0)
+    references = rng.uniform(size=(2, 3, 4, 4, 1))
+    estimates = references.copy()
+    estimates[:, 1] = references[::-1, 1]  # pair 1 estimated in swapped order
+    estimates += 0.01  # MSE 1e-4: 40 dB
+    values, swapped = bs.best_permutation_psnr(estimates, references)
+    np.testing.assert_allclose(values, 40.0, atol=1e-9)
+    assert swapped.tolist() == [False, True, False]
