@@ -25,9 +25,6 @@ printed, next to the baseline that returns the mixture for both sources.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -95,11 +92,12 @@ def check_args(args: argparse.Namespace) -> None:
 
 def fingerprint(args: argparse.Namespace, config, n_mixtures: int) -> str:
     """What makes two runs the same (a resume state is only used by the same run)."""
-    record = dict(paths=[str(Path(p).resolve()) for p in args.restore_paths], model=args.model,
-                  data=str(Path(args.song_dir).resolve()) if args.song_dir else args.dataset, n=n_mixtures,
-                  batch=args.batch_segments, seed=args.seed, mixing=args.mixing, init=args.init,
-                  config=config.to_dict())
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+    from separation.separate import run_fingerprint
+
+    return run_fingerprint(paths=[str(Path(p).resolve()) for p in args.restore_paths], model=args.model,
+                           data=str(Path(args.song_dir).resolve()) if args.song_dir else args.dataset, n=n_mixtures,
+                           batch=args.batch_segments, seed=args.seed, mixing=args.mixing, init=args.init,
+                           config=config.to_dict())
 
 
 def main(argv=None) -> int:

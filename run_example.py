@@ -1,21 +1,27 @@
-"""The built-in example: build a small open piano/violin dataset, compute its spectrograms, draw one song.
+"""The built-in example: separate a piano/violin song with the shipped priors, hear it, and read the scores.
 
-    python run_example.py [--output example_output] [--pieces 8]
+    python run_example.py [--output example_output] [--seconds 15] [--T N]
 
-Steps (each is a script you can also run yourself; the commands are printed as they run):
+Steps (each is a script or module you can also run yourself; the commands are printed as they run):
 
-1. ``datasets/build_midi_dataset.py`` renders a few Bach chorales from music21's corpus as violin (top voice) +
-   piano (other voices) with FluidSynth: song folders (mix.wav, piano.wav, violin.wav) and training TFRecords;
-2. ``datasets/wav_to_spec.py`` turns the test songs into dB mel-spectrogram segments (.npy);
-3. one test song is loaded as the separation script will load it, and its mixture and sources are drawn
-   (``OUTPUT/example_song.png``).
+1. ``datasets/build_midi_dataset.py`` renders a test piece of the open dataset (a Bach chorale that the shipped
+   priors never saw) as violin (top voice) + piano (other voices) with FluidSynth; its first ``--seconds`` become the
+   song folder ``OUTPUT/<song>/song/`` (mix.wav, piano.wav, violin.wav);
+2. BASIS separates the mixture with the two NCSN priors in ``pretrained/`` (progress bar), the estimates are turned
+   into audio with the Wiener filter of the mixture per frame, and BSS Eval v4 scores them next to the mixture
+   baseline (each source = mixture / 2) and the IRM oracle -- as ``separate_songs.py`` does for a folder of songs.
 
-Re-running resumes: pieces already rendered are kept.
+Written to ``OUTPUT/<song>/``: ``piano.wav``, ``violin.wav``, ``spectrograms.png`` (ground truth vs estimate),
+``scores.png`` (box plots of the three methods), ``metrics.json`` / ``metrics.csv`` (BASIS), ``baselines/`` (the
+baseline and oracle wavs and scores), ``results.npz``; the table is printed and saved as ``OUTPUT/scores.csv``.
+Re-running skips what is done (``--overwrite`` starts again).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +31,8 @@ import core  # noqa: F401
 from core.errors import UserError, run_main
 
 ROOT = Path(__file__).resolve().parent
+PIECE = "bach/bwv108.6"           # a test piece of the open dataset (split by piece: never in the priors' training)
+PRIORS = (ROOT / "pretrained" / "piano", ROOT / "pretrained" / "violin")
 
 
 def run_step(title: str, args: list[str]) -> None:
@@ -35,59 +43,82 @@ def run_step(title: str, args: list[str]) -> None:
         raise UserError(f"step '{title}' failed (see its message above)")
 
 
-def plot_song(song, path: Path) -> None:
-    """Mel spectrograms (dB) of the mixture and each source of a song, one row each, frequency axis in Hz."""
-    import numpy as np
+def make_song(rendered: Path, song: Path, seconds: float) -> None:
+    """Copy the first ``seconds`` of a rendered song folder's mix, piano and violin into ``song``."""
+    import soundfile as sf
 
-    from separation.figures import pyplot, specshow_db
-
-    plt = pyplot()
-    rows = {"mixture": song.mix_mel, **song.sources_mel}
-    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 2.6 * len(rows)), sharex=True, constrained_layout=True)
-    params = song.params
-    valid_frames = 1 + song.n_samples // params.hop_length  # the padding of the last segment is not drawn
-    for ax, (name, mel) in zip(axes, rows.items()):
-        whole = np.concatenate(list(mel), axis=1)[:, :valid_frames]  # segments side by side: (n_mels, frames)
-        image = specshow_db(ax, whole, params)
-        ax.set_title(f"{song.name}: {name}")
-    fig.colorbar(image, ax=axes, format="%+.0f dB")
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    song.mkdir(parents=True, exist_ok=True)
+    for name in ("mix", "piano", "violin"):
+        audio, rate = sf.read(str(rendered / f"{name}.wav"), dtype="float32")
+        sf.write(str(song / f"{name}.wav"), audio[: int(seconds * rate)], rate, subtype="FLOAT")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--output", default="example_output", help="folder for everything the example writes")
-    parser.add_argument("--pieces", type=int, default=8, help="chorales to render")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of the example song")
+    parser.add_argument("--T", type=int, help="Langevin steps per noise level (default: the priors' config)")
+    parser.add_argument("--overwrite", action="store_true", help="separate again even if the example is done")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    if args.pieces < 2:
-        raise UserError("--pieces must be at least 2 (one train and one test piece)")
+    if not 2.0 <= args.seconds <= 60.0:
+        raise UserError(f"--seconds must be between 2 and 60, got {args.seconds:g}")
+    if args.T is not None and args.T < 1:
+        raise UserError(f"--T must be at least 1, got {args.T}")
+    from datasets import midi_dataset as md
+
+    md.check_renderer(md.DEFAULT_SOUNDFONT)  # set-up could not install FluidSynth: one line saying what to install
+    for prior in PRIORS:
+        if not (prior / "config.yml").is_file() or not (prior / "tf_ckpts" / "checkpoint").is_file():
+            raise UserError(f"the shipped prior {prior} is missing (config.yml and tf_ckpts/): restore it with "
+                            "'git checkout -- pretrained' or retrain it (README, 'Shipped priors')")
     start = time.perf_counter()
     output = (ROOT / args.output).resolve() if not Path(args.output).is_absolute() else Path(args.output)
     dataset = output / "open_duos"
 
-    run_step("1/3 render piano/violin duos from music21's Bach chorales",
-             ["datasets/build_midi_dataset.py", "--output", str(dataset), "--composers", "bach",
-              "--max_pieces", str(args.pieces)])
-    songs = dataset / "songs" / "test"
-    run_step("2/3 mel spectrograms of the test songs",
-             ["datasets/wav_to_spec.py", str(songs), str(output / "spectrograms"), "--use_dB", "--npy",
-              "--overwrite"])
+    run_step("1/2 render a test piece of the open dataset (violin + piano, FluidSynth)",
+             ["datasets/build_midi_dataset.py", "--output", str(dataset), "--pieces", PIECE, "--jobs", "1",
+              *(["--no_progress"] if args.no_progress else [])])
+    name = md.piece_name(PIECE)
+    rendered = md.song_dir(dataset, md.split_of(PIECE, md.RenderOptions().test_fraction), name)
+    if not (rendered / "mix.wav").is_file():
+        raise UserError(f"{PIECE} was not rendered into {rendered}; see the messages above")
+    songs = output / "songs"
+    song = songs / name
+    folder = output / name
+    settings = {"seconds": args.seconds, "T": args.T}
+    record = output / "example.json"
+    if args.overwrite:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif (folder / "metrics.json").is_file() and record.is_file() and json.loads(record.read_text()) != settings:
+        raise UserError(f"{folder} holds the example separated with {json.loads(record.read_text())}, not "
+                        f"{settings}; add --overwrite to separate again, or give another --output")
+    make_song(rendered, song, args.seconds)
+    record.write_text(json.dumps(settings))
 
-    print("\n== 3/3 load a test song as run_basis_sep.py will, and draw it", flush=True)
-    from datasets.data_loader import load_song
+    print(f"\n== 2/2 separate {args.seconds:g} s of {name} with BASIS and the shipped priors, invert, score\n"
+          f"$ python separate_songs.py {songs} pretrained/piano pretrained/violin --config "
+          f"pretrained/piano/config.yml --output {output}" + (f" --T {args.T}" if args.T else ""), flush=True)
+    from core.config import load_config
+    from core.rundir import setup_logging
+    from separation import benchmark_songs as bsongs
+    from separation.figures import plot_score_boxes
 
-    song_dirs = sorted(p for p in songs.iterdir() if (p / "mix.wav").is_file()) if songs.is_dir() else []
-    if not song_dirs:
-        raise UserError(f"no test song in {songs}; run again with more --pieces")
-    song = load_song(song_dirs[0])
-    figure = output / "example_song.png"
-    plot_song(song, figure)
-    print(f"{song.name}: {song.n_samples / song.params.sample_rate:.1f} s, {song.n_segments} segments of "
-          f"{song.params.n_mels}x{song.params.n_frames}; sources {', '.join(song.sources_mel)}; figure {figure}")
-    print(f"\nexample done in {time.perf_counter() - start:.0f} s. Next: train a prior on the piano tracks with\n"
-          f"  python train_ncsn.py --dataset {dataset / 'tfrecords' / 'piano'} --config configs/melspec_ncsnv1.yml")
+    overrides = {"T": args.T} if args.T else {}
+    config = load_config(PRIORS[0] / "config.yml", overrides, required=("n_filters",))
+    logger = setup_logging(output)
+    bsongs.separate_songs([song], [str(p) for p in PRIORS], config, output, progress=not args.no_progress,
+                          logger=logger)
+    scores = bsongs.collect_scores(output, [song])
+    plot_score_boxes({method: by_song[name] for method, by_song in scores.items()}, folder / "scores.png",
+                     title=f"{name}: BASIS, mixture baseline, IRM oracle")
+    table = bsongs.aggregate_table(scores, ("piano", "violin"))
+    table.to_csv(output / "scores.csv")
+    print("\n" + bsongs.format_table(table, f"BSS Eval v4 of {name} ({args.seconds:g} s), median over 1 s frames "
+                                            "(dB)"))
+    print(f"\nexample done in {time.perf_counter() - start:.0f} s. Listen: {folder / 'piano.wav'}, "
+          f"{folder / 'violin.wav'}; figures: {folder / 'spectrograms.png'}, {folder / 'scores.png'}")
     return 0
 
 

@@ -28,8 +28,12 @@ if command -v dpkg-query >/dev/null 2>&1; then
       echo "setup.sh: error: need root (or sudo) to run: apt-get install ${missing[*]}" >&2; exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+      echo "setup.sh: error: apt-get could not install ${missing[*]} (see its message above); install them with" \
+           "'sudo apt-get update && sudo apt-get install ${missing[*]}' (no network: from a local mirror)" \
+           "and run ./setup.sh again" >&2
+      exit 1
+    fi
   fi
 else
   echo "setup.sh: warning: no dpkg/apt-get here; install yourself: ${apt_packages[*]}" >&2
@@ -44,5 +48,9 @@ fi
 requirements=(-r requirements.txt)
 [ "$dev" -eq 1 ] && requirements+=(-r requirements-dev.txt)
 echo "setup.sh: installing Python packages (first time: a few minutes)"
-.venv/bin/python -m pip install -q --disable-pip-version-check "${requirements[@]}"
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check "${requirements[@]}"; then
+  echo "setup.sh: error: pip could not install the packages of ${requirements[*]} (see its message above);" \
+       "check the network or the package index, then run ./setup.sh again (it keeps what is installed)" >&2
+  exit 1
+fi
 echo "setup.sh: ready (.venv/bin/python)"

@@ -8,6 +8,8 @@ map to model units and back, and what to write.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import time
@@ -42,6 +44,11 @@ def to_model_units(unit: np.ndarray, model: str) -> np.ndarray:
 def from_model_units(values: np.ndarray, model: str) -> np.ndarray:
     """The priors' units -> [0, 1] data, clipped (the dynamics may step slightly outside)."""
     return np.clip(np.asarray(values, np.float32) + MODEL_OFFSETS[model], 0.0, 1.0)
+
+
+def run_fingerprint(**record) -> str:
+    """A digest of what makes two runs the same (a resume state is only used by the same run)."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _tensorboard_images(output: Path, images: dict[str, np.ndarray], step: int = 0, flip: bool = True) -> None:
@@ -192,9 +199,10 @@ class SongTask:
 
 def run_separation(task, restore_paths: Sequence[str], model: str, state_path: Path, fingerprint: str,
                    seed: int = 0, batch_size: int = 16, mixing_name: Optional[str] = None, init: str = "uniform",
-                   jit_compile: bool = False, progress: bool = True,
-                   logger: Optional[logging.Logger] = None) -> SeparationResult:
-    """Load the priors, build BASIS from ``task.config`` and separate every mixture of ``task``.
+                   jit_compile: bool = False, progress: bool = True, logger: Optional[logging.Logger] = None,
+                   priors=None) -> SeparationResult:
+    """Load the priors (unless given, loaded already), build BASIS from ``task.config`` and separate every mixture
+    of ``task``.
 
     Raises:
         UserError: bad restore paths or config; SamplingDiverged (a UserError) when the dynamics blow up, after
@@ -211,7 +219,8 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
     logger = logger or logging.getLogger("sepsuite")
     sigmas = sigmas_from_config(config)
     input_shape = task.mixture.shape[1:]
-    priors = load_priors(model, restore_paths, config, input_shape, sigmas)
+    if priors is None:
+        priors = load_priors(model, restore_paths, config, input_shape, sigmas)
     mixing = make_mixing_model(mixing_name or task.default_mixing, config.spectrogram_params(),
                                MODEL_OFFSETS[model], config.scale)
     basis = Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile)

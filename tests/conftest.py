@@ -40,9 +40,11 @@ def write_wav(path: Path, audio: np.ndarray, sr: int = SR, subtype: str = "FLOAT
     return path
 
 
-def run_script(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a script of the suite with this interpreter; returns the completed process (text output)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+def run_script(*args: str, cwd: Path = ROOT, timeout: int = 300,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a script of the suite with this interpreter; returns the completed process (text output).
+    ``env``: variables to set on top of this process's environment."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore", **(env or {}))
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=env)
 

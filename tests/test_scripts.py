@@ -11,7 +11,7 @@ from datasets import preprocessing as pp
 SCRIPTS = ["train_ncsn.py", "train_glow.py", "train_noisy_glow.py", "datasets/wav_to_spec.py",
            "datasets/build_midi_dataset.py", "technique1_ncsnv2.py", "technique2and4_ncsnv2.py", "run_example.py",
            "ncsn_generate_samples.py", "melspec_inversion_basis.py", "oracle_systems.py", "bss_eval_v4.py",
-           "train_realnvp.py", "run_basis_sep.py"]
+           "train_realnvp.py", "run_basis_sep.py", "separate_songs.py", "export_prior.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
