@@ -102,21 +102,21 @@ def main(argv=None) -> int:
           f"pretrained/piano/config.yml --output {output}" + (f" --T {args.T}" if args.T else ""), flush=True)
     from core.config import load_config
     from core.rundir import setup_logging
-    from separation import benchmark_songs as bsongs
+    from separation import song_folders
     from separation.figures import plot_score_boxes
 
     overrides = {"T": args.T} if args.T else {}
     config = load_config(PRIORS[0] / "config.yml", overrides, required=("n_filters",))
     logger = setup_logging(output)
-    bsongs.separate_songs([song], [str(p) for p in PRIORS], config, output, progress=not args.no_progress,
-                          logger=logger)
-    scores = bsongs.collect_scores(output, [song])
+    song_folders.separate_songs([song], [str(p) for p in PRIORS], config, output, progress=not args.no_progress,
+                                logger=logger)
+    scores = song_folders.collect_scores(output, [song])
     plot_score_boxes({method: by_song[name] for method, by_song in scores.items()}, folder / "scores.png",
                      title=f"{name}: BASIS, mixture baseline, IRM oracle")
-    table = bsongs.aggregate_table(scores, ("piano", "violin"))
+    table = song_folders.aggregate_table(scores, ("piano", "violin"))
     table.to_csv(output / "scores.csv")
-    print("\n" + bsongs.format_table(table, f"BSS Eval v4 of {name} ({args.seconds:g} s), median over 1 s frames "
-                                            "(dB)"))
+    title = f"BSS Eval v4 of {name} ({args.seconds:g} s), median over 1 s frames (dB)"
+    print("\n" + song_folders.format_table(table, title))
     print(f"\nexample done in {time.perf_counter() - start:.0f} s. Listen: {folder / 'piano.wav'}, "
           f"{folder / 'violin.wav'}; figures: {folder / 'spectrograms.png'}, {folder / 'scores.png'}")
     return 0

@@ -54,25 +54,26 @@ def main(argv=None) -> int:
     config = load_config(args.config, config_overrides(args), required=required)
 
     from core.rundir import setup_logging
-    from separation import benchmark_songs as bsongs
+    from separation import song_folders
     from separation.figures import plot_score_boxes
 
-    index, count = bsongs.parse_shard(args.shard)
-    songs = bsongs.find_songs(args.songs)
-    mine = bsongs.shard(songs, index, count)
+    index, count = song_folders.parse_shard(args.shard)
+    songs = song_folders.find_songs(args.songs)
+    mine = song_folders.shard(songs, index, count)
     output = Path(args.output)
     logger = setup_logging(output)
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info("%d songs in %s; shard %d/%d: %d songs", len(songs), args.songs, index, count, len(mine))
-    bsongs.separate_songs(mine, args.restore_paths, config, output, args.sources, args.model, args.n_mixed,
-                          args.seed, args.batch_segments, baselines=not args.no_baselines,
-                          progress=not args.no_progress, logger=logger)
-    scores = bsongs.collect_scores(output, songs)
+    song_folders.separate_songs(mine, args.restore_paths, config, output, args.sources, args.model, args.n_mixed,
+                                args.seed, args.batch_segments, baselines=not args.no_baselines,
+                                progress=not args.no_progress, logger=logger)
+    scores = song_folders.collect_scores(output, songs)
     if scores:
-        table = bsongs.aggregate_table(scores, args.sources)
+        table = song_folders.aggregate_table(scores, args.sources)
         table.to_csv(output / "scores.csv")
-        print(bsongs.format_table(table, f"BSS Eval v4 (dB), median over frames, then over songs ({output})"))
-        per_song = {method: bsongs.song_medians(by_song) for method, by_song in scores.items()}
+        title = f"BSS Eval v4 (dB), median over frames, then over songs ({output})"
+        print(song_folders.format_table(table, title))
+        per_song = {method: song_folders.song_medians(by_song) for method, by_song in scores.items()}
         plot_score_boxes(per_song, output / "scores.png", title="median per song")
     return 0
 
