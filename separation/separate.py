@@ -46,8 +46,13 @@ def from_model_units(values: np.ndarray, model: str) -> np.ndarray:
     return np.clip(np.asarray(values, np.float32) + MODEL_OFFSETS[model], 0.0, 1.0)
 
 
-def run_fingerprint(**record) -> str:
-    """A digest of what makes two runs the same (a resume state is only used by the same run)."""
+def run_fingerprint(restore_paths: Sequence[str], model: str, data: str, n_mixtures: int, batch_size: int,
+                    seed: int, config: Config, mixing: Optional[str] = None, init: str = "uniform") -> str:
+    """A digest of what makes two runs the same (a resume state is only used by the same run): the priors' folders
+    (resolved), the model kind, the data (a song folder or an image set), the number of mixtures, the batch size,
+    the seed, the mixing model (None: the task's default), the initialisation and the whole config."""
+    record = dict(paths=[str(Path(p).resolve()) for p in restore_paths], model=model, data=data, n=n_mixtures,
+                  batch=batch_size, seed=seed, mixing=mixing, init=init, config=config.to_dict())
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -197,12 +202,34 @@ class SongTask:
         return audio, scores
 
 
+def build_basis(task, restore_paths: Sequence[str], model: str, mixing_name: Optional[str] = None,
+                jit_compile: bool = False, priors=None):
+    """A :class:`separation.basis.Basis` for ``task``'s config and segment shape; the priors are loaded from
+    ``restore_paths`` unless given.
+
+    Raises:
+        UserError: bad restore paths or config.
+    """
+    from ncsn.schedule import sigmas_from_config
+    from separation.basis import Basis, make_mixing_model
+    from separation.priors import load_priors
+
+    config = task.config
+    sigmas = sigmas_from_config(config)
+    if priors is None:
+        priors = load_priors(model, restore_paths, config, task.mixture.shape[1:], sigmas)
+    mixing = make_mixing_model(mixing_name or task.default_mixing, config.spectrogram_params(),
+                               MODEL_OFFSETS[model], config.scale)
+    return Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile)
+
+
 def run_separation(task, restore_paths: Sequence[str], model: str, state_path: Path, fingerprint: str,
                    seed: int = 0, batch_size: int = 16, mixing_name: Optional[str] = None, init: str = "uniform",
                    jit_compile: bool = False, progress: bool = True, logger: Optional[logging.Logger] = None,
-                   priors=None) -> SeparationResult:
-    """Load the priors (unless given, loaded already), build BASIS from ``task.config`` and separate every mixture
-    of ``task``.
+                   basis=None) -> SeparationResult:
+    """Load the priors and build BASIS from ``task.config`` (unless ``basis`` is given: one built by
+    :func:`build_basis` for the same config, whose compiled level loop is reused instead of traced again; then
+    ``mixing_name`` and ``jit_compile`` are its own), then separate every mixture of ``task``.
 
     Raises:
         UserError: bad restore paths or config; SamplingDiverged (a UserError) when the dynamics blow up, after
@@ -212,18 +239,14 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
 
     from ncsn.sampling import SamplingDiverged
     from ncsn.schedule import sigmas_from_config
-    from separation.basis import Basis, make_mixing_model, separate_in_batches
-    from separation.priors import load_priors
+    from separation.basis import separate_in_batches
 
     config = task.config
     logger = logger or logging.getLogger("sepsuite")
     sigmas = sigmas_from_config(config)
-    input_shape = task.mixture.shape[1:]
-    if priors is None:
-        priors = load_priors(model, restore_paths, config, input_shape, sigmas)
-    mixing = make_mixing_model(mixing_name or task.default_mixing, config.spectrogram_params(),
-                               MODEL_OFFSETS[model], config.scale)
-    basis = Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile)
+    if basis is None:
+        basis = build_basis(task, restore_paths, model, mixing_name, jit_compile)
+    mixing = basis.mixing
     batch_size = min(batch_size, task.n_mixtures)
     n_batches = -(-task.n_mixtures // batch_size)
     logger.info("BASIS with %s priors: %d levels %.4g -> %.4g, T = %d, step_lr %g, mixing %s, %d batch(es) of %d",

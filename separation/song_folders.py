@@ -127,18 +127,17 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
                    names: Sequence[str] = ("piano", "violin"), model: str = "ncsn", n_segments: Optional[int] = None,
                    seed: int = 0, batch_size: int = 16, baselines: bool = True, algorithm: str = "wiener",
                    method: str = "frame", progress: bool = True, logger: Optional[logging.Logger] = None):
-    """Separate, invert and score every song not done yet; the priors are loaded once.
+    """Separate, invert and score every song not done yet with one BASIS (the priors are loaded and its level loop
+    compiled once; songs share the config, so the same segment shape).
 
     Returns:
         the songs separated by this call (the others were done already).
     """
     from core.config import save_config
-    from ncsn.schedule import sigmas_from_config
-    from separation.priors import load_priors
-    from separation.separate import SongTask, run_fingerprint, run_separation
+    from separation.separate import SongTask, build_basis, run_fingerprint, run_separation
 
     logger = logger or logging.getLogger("sepsuite")
-    priors = None
+    basis = None  # one BASIS for all songs: the priors are loaded and its level loop compiled once per batch shape
     done = []
     for number, song_dir in enumerate(songs, start=1):
         folder = output / song_dir.name
@@ -150,13 +149,12 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
         task = SongTask.from_song(song_dir, names, config, n_segments, model)
         folder.mkdir(parents=True, exist_ok=True)
         save_config(task.config, folder / "config.yml")
-        if priors is None:
-            priors = load_priors(model, restore_paths, task.config, task.mixture.shape[1:],
-                                 sigmas_from_config(task.config))
-        key = run_fingerprint(paths=[str(Path(p).resolve()) for p in restore_paths], model=model, n=task.n_mixtures,
-                              data=str(song_dir.resolve()), batch=batch_size, seed=seed, config=task.config.to_dict())
+        if basis is None:
+            basis = build_basis(task, restore_paths, model)
+        key = run_fingerprint(restore_paths, model, str(song_dir.resolve()), task.n_mixtures, batch_size, seed,
+                              task.config)
         result = run_separation(task, restore_paths, model, folder / "basis_state.npz", key, seed=seed,
-                                batch_size=batch_size, progress=progress, logger=logger, priors=priors)
+                                batch_size=batch_size, progress=progress, logger=logger, basis=basis)
         task.save(folder, result, logger)
         _, scores = task.invert_and_score(folder, result, algorithm, method, logger)
         if baselines and scores is not None:

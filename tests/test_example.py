@@ -113,3 +113,26 @@ def test_setup_reports_a_failed_system_install(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("setup.sh: error:")]
     assert len(errors) == 1 and "fluidsynth" in errors[0] and "apt-get install" in errors[0], proc.stderr
     assert "installing Python packages" not in proc.stdout
+
+
+def test_one_basis_serves_every_song_of_the_same_shape(songs, tmp_path, monkeypatch):
+    """separate_songs builds BASIS once and its compiled level loop is traced once for songs of one segment shape
+    (it used to be rebuilt, and traced again, for every song)."""
+    from core.config import load_config
+    from separation import separate, song_folders
+
+    built = []
+
+    def spy(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    real = separate.build_basis
+    monkeypatch.setattr(separate, "build_basis", spy)
+    config = load_config(PRIORS[0] + "/config.yml", {"T": 1})
+    done = song_folders.separate_songs(song_folders.find_songs(songs), PRIORS, config, tmp_path / "out",
+                                       baselines=False, progress=False)
+    assert [s.name for s in done] == ["song0", "song1", "song2"]
+    assert len(built) == 1 and built[0]._compiled.experimental_get_tracing_count() == 1
+    for song in done:
+        assert sf.info(str(tmp_path / "out" / song.name / "violin.wav")).frames == 24000
