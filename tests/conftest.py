@@ -62,3 +62,9 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow (a minute or more: scripts that train or separate) run first, so that the two xdist
+    workers (pytest.ini), which take one test at a time, finish together instead of one waiting on a long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -18,6 +18,7 @@ def read_table(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_example_separates_inverts_and_scores_with_the_shipped_priors(tmp_path):
     output = tmp_path / "example"
     proc = run_script("run_example.py", "--output", str(output), "--seconds", "3", "--T", "1", "--no_progress",
@@ -59,6 +60,7 @@ def songs(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_separate_songs_shards_skips_done_songs_and_aggregates(songs, tmp_path):
     output = tmp_path / "out"
     common = ["separate_songs.py", str(songs), *PRIORS, "--config", PRIORS[0] + "/config.yml", "--output",
@@ -115,6 +117,7 @@ def test_setup_reports_a_failed_system_install(tmp_path):
     assert "installing Python packages" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_one_basis_serves_every_song_of_the_same_shape(songs, tmp_path, monkeypatch):
     """separate_songs builds BASIS once and its compiled level loop is traced once for songs of one segment shape
     (it used to be rebuilt, and traced again, for every song)."""

@@ -44,6 +44,7 @@ def separate(prior, song_dir, output, *extra):
                       "--config", str(prior / "config.yml"), "--output", str(output), *TINY, *extra, timeout=600)
 
 
+@pytest.mark.slow
 def test_seed_command_line_writes_results_audio_and_scores(spectrogram_prior, song, tmp_path):
     output = tmp_path / "sep"
     proc = separate(spectrogram_prior, song, output, "--inverse")
@@ -80,6 +81,7 @@ def test_seed_command_line_writes_results_audio_and_scores(spectrogram_prior, so
         assert not np.array_equal(b["x1"], first_x1)
 
 
+@pytest.mark.slow
 def test_song_without_source_wavs_is_separated_without_metrics(spectrogram_prior, song, tmp_path):
     (song / "piano.wav").unlink()
     (song / "violin.wav").unlink()
@@ -94,6 +96,7 @@ def test_song_without_source_wavs_is_separated_without_metrics(spectrogram_prior
     assert inverse.returncode == 0, inverse.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_line_errors(spectrogram_prior, song, tmp_path):
     out = str(tmp_path / "out")
     assert_one_line_error(run_script("run_basis_sep.py", str(tmp_path / "nowhere"), str(spectrogram_prior),
@@ -132,6 +135,7 @@ def bar_priors(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_tiny_image_priors_separate_their_mixtures(bar_priors, tmp_path):
     output = tmp_path / "toy"
     proc = run_script("run_basis_sep.py", str(bar_priors / "horizontal"), str(bar_priors / "vertical"),

@@ -29,6 +29,7 @@ def dataset(tmp_path):
     return tmp_path / "piano"
 
 
+@pytest.mark.slow
 def test_training_scripts_reject_bad_configs_and_datasets(dataset, tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("n_filters: 8\nlearning_rat: 0.1\n")
@@ -44,6 +45,7 @@ def test_training_scripts_reject_bad_configs_and_datasets(dataset, tmp_path):
                           "shape (96, 64)", "(28, 64)")
 
 
+@pytest.mark.slow
 def test_train_ncsn_trains_checkpoints_and_resumes(dataset, tmp_path):
     output = tmp_path / "ncsn"
     common = ["train_ncsn.py", "--dataset", str(dataset), "--config", "configs/tiny_ncsn.yml", "--output",
@@ -80,6 +82,7 @@ def test_train_ncsn_trains_checkpoints_and_resumes(dataset, tmp_path):
     assert_one_line_error(run_script("ncsn_generate_samples.py", str(tmp_path / "nothing")), "no checkpoint")
 
 
+@pytest.mark.slow
 def test_train_glow_then_noisy_glow_levels_chain_and_resume(dataset, tmp_path):
     glow = tmp_path / "glow"
     tiny = ["--config", "configs/tiny_glow.yml", "--L", "2", "--K", "1", "--n_filters", "4", "--batch_size", "3",

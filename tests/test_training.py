@@ -75,6 +75,7 @@ def test_spike_detection(tmp_path):
         trainer._check(50.0, previous_mean=1.0, epoch=2, step=3)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_trains_the_same_model(tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(textwrap.dedent(f"""
