@@ -203,9 +203,9 @@ class SongTask:
 
 
 def build_basis(task, restore_paths: Sequence[str], model: str, mixing_name: Optional[str] = None,
-                jit_compile: bool = False, priors=None):
-    """A :class:`separation.basis.Basis` for ``task``'s config and segment shape; the priors are loaded from
-    ``restore_paths`` unless given.
+                jit_compile: bool = False):
+    """A :class:`separation.basis.Basis` for ``task``'s config and segment shape, with the priors loaded from
+    ``restore_paths``.
 
     Raises:
         UserError: bad restore paths or config.
@@ -216,8 +216,7 @@ def build_basis(task, restore_paths: Sequence[str], model: str, mixing_name: Opt
 
     config = task.config
     sigmas = sigmas_from_config(config)
-    if priors is None:
-        priors = load_priors(model, restore_paths, config, task.mixture.shape[1:], sigmas)
+    priors = load_priors(model, restore_paths, config, task.mixture.shape[1:], sigmas)
     mixing = make_mixing_model(mixing_name or task.default_mixing, config.spectrogram_params(),
                                MODEL_OFFSETS[model], config.scale)
     return Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile)
@@ -238,22 +237,19 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
     from tqdm import tqdm
 
     from ncsn.sampling import SamplingDiverged
-    from ncsn.schedule import sigmas_from_config
     from separation.basis import separate_in_batches
 
-    config = task.config
     logger = logger or logging.getLogger("sepsuite")
-    sigmas = sigmas_from_config(config)
     if basis is None:
         basis = build_basis(task, restore_paths, model, mixing_name, jit_compile)
-    mixing = basis.mixing
+    sigmas, mixing = basis.sigmas, basis.mixing
     batch_size = min(batch_size, task.n_mixtures)
     n_batches = -(-task.n_mixtures // batch_size)
     logger.info("BASIS with %s priors: %d levels %.4g -> %.4g, T = %d, step_lr %g, mixing %s, %d batch(es) of %d",
-                model, len(sigmas), sigmas[0], sigmas[-1], config.T, config.step_lr, mixing.name, n_batches,
-                batch_size)
-    bar = tqdm(total=len(sigmas) * n_batches * config.T, unit="step", disable=not progress, dynamic_ncols=True,
-               desc="BASIS", smoothing=0.1)
+                model, len(sigmas), sigmas[0], sigmas[-1], basis.n_steps_each, basis.step_lr, mixing.name,
+                n_batches, batch_size)
+    bar = tqdm(total=len(sigmas) * n_batches * basis.n_steps_each, unit="step", disable=not progress,
+               dynamic_ncols=True, desc="BASIS", smoothing=0.1)
     start = time.perf_counter()
     try:
         estimates, history = separate_in_batches(basis, task.mixture, seed, batch_size, init,

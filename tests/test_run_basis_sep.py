@@ -15,7 +15,7 @@ import soundfile as sf
 
 from conftest import ROOT, assert_one_line_error, music_like, run_script, write_wav
 from datasets import preprocessing as pp
-from fixtures.make_bar_priors import CONFIG, OUTPUT as BAR_PRIORS, SIZE, bars
+from fixtures.make_bar_priors import CONFIG, N_TEST, N_TRAIN, OUTPUT as BAR_PRIORS, SIZE, bar_sets
 
 SEG = pp.SpectrogramParams().segment_samples
 TINY = ["--T", "2", "--no_progress"]
@@ -124,10 +124,9 @@ def bar_priors(tmp_path_factory):
     """The two tiny bar priors stored in tests/fixtures/bar_priors (made by make_bar_priors.py) and 100 test pairs
     (horizontal i, vertical i) of held-out images: the generator's draws after the 1000 training images."""
     root = tmp_path_factory.mktemp("bars")
-    rng = np.random.default_rng(0)
-    horizontal, vertical = bars(1100, SIZE, False, rng), bars(1100, SIZE, True, rng)
-    pairs = np.empty((200, SIZE, SIZE), np.uint8)
-    pairs[0::2], pairs[1::2] = horizontal[1000:], vertical[1000:]
+    images = bar_sets()
+    pairs = np.empty((2 * N_TEST, SIZE, SIZE), np.uint8)
+    pairs[0::2], pairs[1::2] = images["horizontal"][N_TRAIN:], images["vertical"][N_TRAIN:]
     np.savez(root / "pairs.npz", train=pairs, test=pairs)
     (root / "bars.yml").write_text(CONFIG)
     for name in ("horizontal", "vertical"):
