@@ -15,7 +15,7 @@ import soundfile as sf
 
 from conftest import ROOT, assert_one_line_error, music_like, run_script, write_wav
 from datasets import preprocessing as pp
-from fixtures.make_bar_priors import CONFIG, N_TEST, N_TRAIN, OUTPUT as BAR_PRIORS, SIZE, bar_sets
+from fixtures.make_bar_priors import N_TEST, N_TRAIN, OUTPUT as BAR_PRIORS, SIZE, bar_sets
 
 SEG = pp.SpectrogramParams().segment_samples
 TINY = ["--T", "2", "--no_progress"]
@@ -128,7 +128,6 @@ def bar_priors(tmp_path_factory):
     pairs = np.empty((2 * N_TEST, SIZE, SIZE), np.uint8)
     pairs[0::2], pairs[1::2] = images["horizontal"][N_TRAIN:], images["vertical"][N_TRAIN:]
     np.savez(root / "pairs.npz", train=pairs, test=pairs)
-    (root / "bars.yml").write_text(CONFIG)
     for name in ("horizontal", "vertical"):
         (root / name).symlink_to(BAR_PRIORS / name)
     return root
@@ -138,7 +137,8 @@ def bar_priors(tmp_path_factory):
 def test_tiny_image_priors_separate_their_mixtures(bar_priors, tmp_path):
     output = tmp_path / "toy"
     proc = run_script("run_basis_sep.py", str(bar_priors / "horizontal"), str(bar_priors / "vertical"),
-                      "--dataset", str(bar_priors / "pairs.npz"), "--config", str(bar_priors / "bars.yml"),
+                      "--dataset", str(bar_priors / "pairs.npz"),
+                      "--config", str(bar_priors / "horizontal" / "config.yml"),  # the config stored with the prior
                       "--n_mixed", "48", "--batch_segments", "48", "--output", str(output), "--no_progress",
                       timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
