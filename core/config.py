@@ -45,6 +45,10 @@ class Config:
     use_logit: bool = _field(False, "pass the [0,1]-scaled data through logit(alpha + (1-2 alpha) x)")
     alpha: Optional[float] = _field(None, "logit margin alpha (only with use_logit; seed files write False)")
     dequantization_noise: float = _field(0.0, "width of uniform noise added to the [0,1]-scaled data (0: none)")
+    augment_gain_db: float = _field(0.0, "training only: a random gain drawn per spectrogram in +-this many dB "
+                                         "(0: none)")
+    augment_tilt_db: float = _field(0.0, "training only: a random smooth curve over the mel bands, at most this "
+                                         "many dB, added per spectrogram (0: none)")
 
     # --- spectrogram parameters (REFERENCE.md §1) ---------------------------------------------------------------
     sample_rate: int = _field(16000, "audio sample rate, Hz")

@@ -202,13 +202,19 @@ class Trainer:
                 return run()
         return run()
 
-    def fit(self, train, test, n_epochs: int, steps_per_epoch: Optional[int] = None) -> TrainState:
+    def fit(self, train, test, n_epochs: int, steps_per_epoch: Optional[int] = None,
+            init_from: Optional[str] = None, config=None, architecture_keys: tuple = ()) -> TrainState:
         """Train until ``n_epochs`` epochs are done in total, resuming from the run folder's latest checkpoint.
 
         Args:
             train, test: (distributed) datasets of batches; ``train`` is iterated once per epoch.
             n_epochs: total epochs of the run (a resumed run does only the missing ones).
             steps_per_epoch: length of an epoch for the progress bar (None: unknown).
+            init_from: a checkpoint (run folder, checkpoint folder or prefix; see :func:`resolve_checkpoint`)
+                whose model weights start a NEW run (fine-tuning: epochs and optimizer start afresh, the EMA starts
+                at those weights); ignored when the run folder has a checkpoint to resume from.
+            config, architecture_keys: checked against ``init_from``'s config.yml (see
+                :func:`restore_model_weights`).
         Raises:
             TrainingDiverged: NaN/inf or a spike in the loss (the last good checkpoints stay on disk).
         """
@@ -217,6 +223,11 @@ class Trainer:
         if self.restore():
             self.logger.info("resumed from %s (epoch %d done, best test loss %.4f)", self.latest.latest_checkpoint,
                              int(self.epoch), float(self.best_test_loss))
+        elif init_from is not None:
+            prefix = restore_model_weights(self.model, init_from, config, architecture_keys)
+            if self.ema is not None:
+                self.ema.reset()
+            self.logger.info("fine-tuning: model weights from %s", prefix)
         if int(self.epoch) >= n_epochs:
             self.logger.info("all %d epochs are already done in %s; raise --n_epochs to train further",
                              n_epochs, self.output)

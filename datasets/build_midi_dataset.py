@@ -19,13 +19,15 @@ fluid-soundfont-gm).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import run_main  # noqa: E402
+from core.errors import UserError, run_main  # noqa: E402
 from datasets import midi_dataset as md  # noqa: E402
+from datasets import timbres  # noqa: E402
 
 EPILOG = """\
 Split: a piece is in the test split when a SHA-256 hash of its corpus name (e.g. bach/bwv66.6) falls below
@@ -81,8 +83,38 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "0: no limit (default: %(default)s)")
     parser.add_argument("--scale", choices=["dB", "power"], default="dB",
                         help="scale of the TFRecord mel spectrograms (default: %(default)s)")
-    parser.add_argument("--soundfont", default=md.DEFAULT_SOUNDFONT, metavar="PATH",
-                        help="General MIDI SoundFont (.sf2) (default: %(default)s, from Debian's fluid-soundfont-gm)")
+    parser.add_argument("--piano_timbres", nargs="+", default=None, metavar="TIMBRE",
+                        help="timbres the piano part draws from, one per piece: SOURCE:PROGRAM with SOURCE fluidr3, "
+                             "csound, merlin or an .sf2 path and a zero-based GM program, or salamander (recorded "
+                             "samples); 'training' = all the suite trains on: "
+                             f"{' '.join(timbres.TRAINING_TIMBRES['piano'])} (default: fluidr3:0)")
+    parser.add_argument("--violin_timbres", nargs="+", default=None, metavar="TIMBRE",
+                        help="timbres the violin part draws from; 'training' = "
+                             f"{' '.join(timbres.TRAINING_TIMBRES['violin'])} (default: fluidr3:40)")
+    parser.add_argument("--soundfont", default=None, metavar="PATH",
+                        help="shorthand for --piano_timbres PATH:0 --violin_timbres PATH:40 (one SoundFont)")
+    parser.add_argument("--effects", choices=["none", "default"], default="none",
+                        help="per-part variation drawn per piece: 'default' = gain +-6 dB, low/high-shelf tilt "
+                             "+-6 dB, room reverb on half the parts, velocity jitter sd 8, tempo +-15 %% "
+                             "(each can be set below) (default: %(default)s)")
+    for name, unit in (("gain_db", "dB"), ("tilt_db", "dB"), ("reverb", "probability"),
+                       ("velocity_sd", "MIDI velocity units"), ("tempo_jitter", "fraction")):
+        parser.add_argument(f"--{name}", type=float, default=None, metavar="X",
+                            help=f"override the {name} range of --effects ({unit})")
+    parser.add_argument("--part_level_db", type=float, default=None, metavar="DB",
+                        help="scale each rendered part to this level (90th percentile of its 100 ms RMS, dB re full "
+                             "scale) before its effects, so that loud and quiet timbres meet at one balance "
+                             "(default: the renderer's own levels)")
+    parser.add_argument("--accompany", action="store_true",
+                        help="single-line scores (the fiddle tunes of ryansMammoth, folk songs) get a piano "
+                             "accompaniment harmonised from the melody (I ii IV V vi V7 per measure) in a figuration "
+                             "drawn per piece (block, oom-pah, Alberti, arpeggio, sustained) instead of being skipped")
+    parser.add_argument("--style_seed", type=int, default=0,
+                        help="seed of the per-piece timbre and effect draws (with the piece name) "
+                             "(default: %(default)s)")
+    parser.add_argument("--composer_minutes", nargs="+", default=[], metavar="NAME=M",
+                        help="cap a composer's share: stop taking its pieces once it holds M minutes "
+                             "(e.g. bach=60 to balance chorales against quartets)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="parallel worker processes (each parses, renders and writes whole pieces) "
                              "(default: %(default)s)")
@@ -93,13 +125,50 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _timbres(args, instrument: str) -> tuple[str, ...]:
+    given = getattr(args, f"{instrument}_timbres")
+    if given is not None and args.soundfont is not None:
+        raise UserError(f"give --soundfont or --{instrument}_timbres, not both")
+    if given is None:
+        given = [f"{args.soundfont}:{md.PIANO_PROGRAM if instrument == 'piano' else md.VIOLIN_PROGRAM}"] \
+            if args.soundfont is not None else list(timbres.DEFAULT_TIMBRES[instrument])
+    return tuple(t.spec for t in timbres.parse_timbres(given, instrument))
+
+
+def _effects(args) -> timbres.EffectOptions:
+    base = timbres.DEFAULT_EFFECTS if args.effects == "default" else timbres.EffectOptions()
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(base) if getattr(args, f.name) is not None}
+    for name, value in changes.items():
+        if value < 0 or (name in ("reverb", "tempo_jitter") and value >= 1.0 + (name == "reverb")):
+            raise UserError(f"--{name} {value} is out of range (>= 0; reverb <= 1, tempo_jitter < 1)")
+    return dataclasses.replace(base, **changes)
+
+
+def _caps(items) -> tuple[tuple[str, float], ...]:
+    caps = []
+    for item in items:
+        name, sep, minutes = item.partition("=")
+        try:
+            caps.append((name, float(minutes)))
+        except ValueError:
+            sep = ""
+        if not sep or not name or caps[-1][1] < 0:
+            raise UserError(f"--composer_minutes {item!r} is not NAME=MINUTES (e.g. bach=60)")
+    return tuple(caps)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    render = md.RenderOptions(soundfont=args.soundfont, tempo=args.tempo, test_fraction=args.test_fraction,
-                              max_piece_minutes=args.max_piece_minutes, scale=args.scale)
+    render = md.RenderOptions(piano_timbres=_timbres(args, "piano"), violin_timbres=_timbres(args, "violin"),
+                              effects=_effects(args), style_seed=args.style_seed, part_level_db=args.part_level_db,
+                              accompany=args.accompany,
+                              tempo=args.tempo,
+                              test_fraction=args.test_fraction, max_piece_minutes=args.max_piece_minutes,
+                              scale=args.scale)
     options = md.BuildOptions(output=args.output, minutes=args.minutes, max_pieces=args.max_pieces,
                               composers=tuple(args.composers), pieces=tuple(args.pieces), seed=args.seed,
-                              jobs=args.jobs, overwrite=args.overwrite, render=render)
+                              jobs=args.jobs, overwrite=args.overwrite, render=render,
+                              composer_minutes=_caps(args.composer_minutes))
     data = md.build_dataset(options, progress=not args.no_progress)
     print(md.summary_line(data), flush=True)
     return 0

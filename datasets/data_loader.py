@@ -141,14 +141,55 @@ class Scaling:
         return unit - 0.5 if self.centered else unit
 
 
+@dataclasses.dataclass(frozen=True)
+class SpectrogramAugment:
+    """Random timbre and level changes of stored spectrograms, for training (never applied to test data).
+
+    Per spectrogram, a gain drawn uniformly in ``[-gain_db, gain_db]`` and a smooth curve over the mel bands,
+    ``c(m) = sum_k a_k cos(pi k m / (M - 1))`` for k = 1..``n_cosines`` with ``a_k`` uniform in
+    ``[-1, 1] * tilt_db / n_cosines`` (so ``|c| <= tilt_db``), are added in dB (a power spectrogram is multiplied
+    by ``10^((gain + c) / 10)``). Bins at the floor (silence) stay at the floor; the result is clipped to the
+    scale's range, so it stays a valid spectrogram.
+    """
+
+    gain_db: float = 0.0
+    tilt_db: float = 0.0
+    n_cosines: int = 4
+    params: SpectrogramParams = SpectrogramParams()
+
+    @property
+    def active(self) -> bool:
+        return self.gain_db > 0 or self.tilt_db > 0
+
+    def __call__(self, spectrograms, scale: str = "dB", seed=None):
+        """(batch, n_mels, frames) dB or power (tf) -> the same shape and scale, augmented."""
+        tf = import_tensorflow()
+
+        batch, n_mels = tf.shape(spectrograms)[0], tf.shape(spectrograms)[1]
+        gain = tf.random.uniform([batch, 1], -self.gain_db, self.gain_db, seed=seed)
+        k = tf.range(1, self.n_cosines + 1, dtype=tf.float32)
+        m = tf.cast(tf.range(n_mels), tf.float32) / tf.cast(tf.maximum(n_mels - 1, 1), tf.float32)
+        basis = tf.cos(np.pi * k[:, None] * m[None, :])                                  # (K, n_mels)
+        amplitude = tf.random.uniform([batch, self.n_cosines], -1.0, 1.0,
+                                      seed=None if seed is None else seed + 1) * (self.tilt_db / self.n_cosines)
+        change_db = (gain + tf.matmul(amplitude, basis))[:, :, None]                      # (batch, n_mels, 1)
+        p = self.params
+        if scale == "dB":
+            changed = tf.clip_by_value(spectrograms + change_db, p.db_min, p.db_max)
+            return tf.where(spectrograms > p.db_min, changed, spectrograms)
+        changed = tf.clip_by_value(spectrograms * tf.pow(10.0, change_db / 10.0), p.power_min, p.power_max)
+        return tf.where(spectrograms > p.power_min, changed, spectrograms)
+
+
 def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: Scaling,
                  shape: tuple[int, int], shuffle: bool = True, repeat: bool = False, cache: bool = True,
-                 drop_remainder: bool = False, seed: Optional[int] = None, shuffle_buffer: int = 10000):
+                 drop_remainder: bool = False, seed: Optional[int] = None, shuffle_buffer: int = 10000,
+                 augment: Optional[SpectrogramAugment] = None):
     """The tf.data pipeline over spectrogram TFRecords.
 
     Interleaved parallel reads, vectorised parse of whole batches, optional cache of the parsed float32
     spectrograms (before shuffling and noise, so every epoch is reshuffled and re-noised), shuffle, batch,
-    scaling and prefetch.
+    optional augmentation (``augment``, drawn anew every epoch), scaling and prefetch.
 
     Args:
         files: TFRecord files (see :func:`list_tfrecords`; validate them first with :func:`check_tfrecords`).
@@ -183,6 +224,8 @@ def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: S
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if augment is not None and augment.active:
+        dataset = dataset.map(lambda batch: augment(batch, scaling.scale, seed=seed), num_parallel_calls=autotune)
     dataset = dataset.map(lambda batch: scaling(batch, seed=seed), num_parallel_calls=autotune)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -199,13 +242,16 @@ class SourceData:
     n_test: int
 
 
-def load_source_data(dataset_dir: str | os.PathLike, batch_size: int, scaling: Scaling,
+def load_source_data(dataset_dir: str | os.PathLike | Sequence[str | os.PathLike], batch_size: int, scaling: Scaling,
                      shape: tuple[int, int], strategy=None, seed: Optional[int] = None,
-                     cache: bool = True) -> SourceData:
+                     cache: bool = True, augment: Optional[SpectrogramAugment] = None) -> SourceData:
     """Train (shuffled) and test (ordered) pipelines of ``DATASET_FOLDER/<source>``, validated first.
 
+    ``augment`` (if any) is applied to the train pipeline only.
+
     Args:
-        dataset_dir: ``DATASET_FOLDER/<source>`` with train/ and test/ folders of TFRecords.
+        dataset_dir: ``DATASET_FOLDER/<source>`` with train/ and test/ folders of TFRecords, or a list of such
+            folders (their records are pooled).
         batch_size: global batch size (split across the replicas of ``strategy``).
         scaling: how records become model inputs.
         shape: (height, width) the config expects.
@@ -213,12 +259,15 @@ def load_source_data(dataset_dir: str | os.PathLike, batch_size: int, scaling: S
     Raises:
         UserError: missing folders, no TFRecords, corrupt files, or spectrograms of another shape or scale.
     """
-    train_files, test_files = list_tfrecords(dataset_dir, "train"), list_tfrecords(dataset_dir, "test")
+    folders = [dataset_dir] if isinstance(dataset_dir, (str, os.PathLike)) else list(dataset_dir)
+    train_files = [f for folder in folders for f in list_tfrecords(folder, "train")]
+    test_files = [f for folder in folders for f in list_tfrecords(folder, "test")]
     params = scaling.params
     value_range = (params.db_min, params.db_max) if scaling.scale == "dB" else (params.power_min, params.power_max)
     n_train = check_tfrecords(train_files, shape, scaling.scale, value_range)
     n_test = check_tfrecords(test_files, shape, scaling.scale, value_range)
-    train = make_dataset(train_files, batch_size, scaling, shape, shuffle=True, seed=seed, cache=cache)
+    train = make_dataset(train_files, batch_size, scaling, shape, shuffle=True, seed=seed, cache=cache,
+                         augment=augment)
     test = make_dataset(test_files, batch_size, scaling, shape, shuffle=False, cache=cache)
     if strategy is not None:
         train = strategy.experimental_distribute_dataset(train)

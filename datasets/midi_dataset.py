@@ -49,12 +49,13 @@ import numpy as np
 import soundfile as sf
 
 from core.errors import UserError, warn
+from datasets import timbres
 from datasets.preprocessing import SpectrogramParams, audio_to_mel_segments, load_audio, write_tfrecord
 
 # ----------------------------------------------------------------------------------------------------- constants
 
-DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
-INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
+DEFAULT_SOUNDFONT = timbres.SOUNDFONTS["fluidr3"][0]
+INSTALL_HINT = timbres.SOUNDFONTS["fluidr3"][1]
 DEFAULT_COMPOSERS = ("bach", "beethoven", "haydn", "mozart")
 VIOLIN_PROGRAM = 40      # General MIDI "Violin" (program 41, zero-based 40)
 PIANO_PROGRAM = 0        # General MIDI "Acoustic Grand Piano" (program 1, zero-based 0)
@@ -223,11 +224,14 @@ def melody_fingerprint(part) -> str:
     return hashlib.sha1(repr([m - midis[0] for m in midis]).encode()).hexdigest()[:12]
 
 
-def load_score(path: str | os.PathLike, default_tempo: float):
+def load_score(path: str | os.PathLike, default_tempo: float, tempo_factor: float = 1.0,
+               accompany: np.random.Generator | None = None):
     """Parse a score, expand its repeats and make sure it has a tempo.
 
     Metronome marks without a usable number are dropped; a score with no usable mark at its start gets
-    ``default_tempo`` (quarter notes per minute) at offset 0.
+    ``default_tempo`` (quarter notes per minute) at offset 0. Every mark is then scaled by ``tempo_factor``
+    (tempo humanisation: 1.1 plays the piece 10 % faster). With ``accompany`` (a generator), a single-line score
+    gets a piano accompaniment (:func:`datasets.accompaniment.add_accompaniment`) instead of being skipped.
 
     Returns:
         (score, info): the expanded music21 Score and a dict with ``parts`` (count), ``melody_part`` (index
@@ -242,14 +246,19 @@ def load_score(path: str | os.PathLike, default_tempo: float):
     except Exception as err:
         raise SkipPiece(f"music21 cannot parse it ({_one_line(err)})") from None
     parts = list(getattr(score, "parts", []))
-    if len(parts) < 2:
-        raise SkipPiece(f"it has {len(parts)} part(s), a duo needs at least 2")
+    if len(parts) < (1 if accompany is not None else 2):
+        raise SkipPiece(f"it has {len(parts)} part(s), a duo needs at least 2 (single lines: --accompany)")
     melody = melody_part_index([p.partName for p in parts])
     fingerprint = melody_fingerprint(parts[melody])
     try:
         expanded = score.expandRepeats()
     except Exception as err:
         raise SkipPiece(f"music21 cannot expand its repeats ({_one_line(err)})") from None
+    accompaniment = None
+    if len(list(expanded.parts)) == 1:
+        from datasets.accompaniment import add_accompaniment
+
+        accompaniment = add_accompaniment(expanded, accompany)
     parts = list(expanded.parts)
     marked_at_start = False
     for mark in list(expanded.recurse().getElementsByClass(tempo.MetronomeMark)):
@@ -260,8 +269,16 @@ def load_score(path: str | os.PathLike, default_tempo: float):
             marked_at_start = True
     if not marked_at_start:
         parts[melody].insert(0, tempo.MetronomeMark(number=float(default_tempo)))
+    if tempo_factor != 1.0:
+        for mark in expanded.recurse().getElementsByClass(tempo.MetronomeMark):
+            if mark.number is not None:
+                mark.number = float(mark.number) * float(tempo_factor)
+            if mark.numberSounding is not None:
+                mark.numberSounding = float(mark.numberSounding) * float(tempo_factor)
     info = {"parts": len(parts), "melody_part": [melody, parts[melody].partName or f"part {melody + 1}"],
             "tempo_marked": marked_at_start, "melody_fingerprint": fingerprint}
+    if accompaniment is not None:
+        info["accompaniment"] = accompaniment
     return expanded, info
 
 
@@ -292,12 +309,15 @@ def truncate_score(score, max_seconds: float) -> bool:
 
 
 def score_to_duo_midi(score, melody_part: int = 0, violin_program: int = VIOLIN_PROGRAM,
-                      piano_program: int = PIANO_PROGRAM) -> tuple[bytes, bytes, float]:
+                      piano_program: int = PIANO_PROGRAM, velocity_sd: float = 0.0,
+                      rng: np.random.Generator | None = None) -> tuple[bytes, bytes, float]:
     """Turn a music21 Score into two Standard MIDI Files: the melody part on violin, the rest on piano.
 
     One multi-track file is written by music21 (track 0: conductor with the tempo map); each instrument's
     tracks are copied with the conductor track into their own file. Every part gets its own MIDI channel
     (channel 10, drums, is never used), so two parts on the same pitch do not cut each other's notes.
+    With ``velocity_sd`` > 0 every note-on velocity gets Gaussian jitter of that standard deviation (MIDI units,
+    drawn from ``rng``, clipped to 1-127): velocity humanisation.
 
     Returns:
         (violin_smf, piano_smf, seconds): the bytes of two type-1 MIDI files with the same tempo map, and the
@@ -324,6 +344,8 @@ def score_to_duo_midi(score, melody_part: int = 0, violin_program: int = VIOLIN_
     for number, track in enumerate(tracks):
         programs = {e.data for e in track.events if e.type == midi.ChannelVoiceMessages.PROGRAM_CHANGE}
         clean_midi_track(track, channels[number % len(channels)])
+        if velocity_sd > 0:
+            humanise_velocities(track, rng if rng is not None else np.random.default_rng(0), velocity_sd)
         (violin_tracks if violin_program in programs and piano_program not in programs else piano_tracks).append(track)
     if not violin_tracks or not piano_tracks:
         raise SkipPiece("its MIDI has no violin or no piano track")
@@ -339,28 +361,81 @@ def score_to_duo_midi(score, melody_part: int = 0, violin_program: int = VIOLIN_
     return smf_bytes(violin_tracks), smf_bytes(piano_tracks), seconds
 
 
-def midi_seconds(conductor, tracks, ticks_per_quarter: int) -> float:
-    """Time in seconds of the last event of ``tracks`` under the tempo map (SET_TEMPO events) of ``conductor``."""
+def _timed_events(track):
+    """(absolute tick, event) of a music21 MidiTrack."""
     from music21 import midi
 
-    def timed(track):
-        tick = 0
-        for event in track.events:
-            if isinstance(event, midi.DeltaTime):
-                tick += event.time
-            else:
-                yield tick, event
+    tick = 0
+    for event in track.events:
+        if isinstance(event, midi.DeltaTime):
+            tick += event.time
+        else:
+            yield tick, event
 
-    tempos = sorted((tick, int.from_bytes(e.data, "big")) for tick, e in timed(conductor)
+
+def _tick_to_seconds(conductor, ticks_per_quarter: int):
+    """A function tick -> seconds under the tempo map (SET_TEMPO events) of ``conductor``."""
+    from music21 import midi
+
+    tempos = sorted((tick, int.from_bytes(e.data, "big")) for tick, e in _timed_events(conductor)
                     if e.type == midi.MetaEvents.SET_TEMPO and e.data)
-    end = max((tick for track in tracks for tick, _ in timed(track)), default=0)
-    seconds, last_tick, usec = 0.0, 0, 500000            # MIDI's default tempo: 120 quarter notes per minute
+    starts, offsets, usecs = [0], [0.0], [500000]        # MIDI's default tempo: 120 quarter notes per minute
     for tick, value in tempos:
-        if tick >= end:
-            break
-        seconds += (tick - last_tick) * usec / ticks_per_quarter / 1e6
-        last_tick, usec = tick, value
-    return seconds + (end - last_tick) * usec / ticks_per_quarter / 1e6
+        if tick == starts[-1]:
+            usecs[-1] = value
+            continue
+        offsets.append(offsets[-1] + (tick - starts[-1]) * usecs[-1] / ticks_per_quarter / 1e6)
+        starts.append(tick)
+        usecs.append(value)
+
+    def seconds(tick: int) -> float:
+        i = int(np.searchsorted(starts, tick, side="right")) - 1
+        return offsets[i] + (tick - starts[i]) * usecs[i] / ticks_per_quarter / 1e6
+
+    return seconds
+
+
+def midi_seconds(conductor, tracks, ticks_per_quarter: int) -> float:
+    """Time in seconds of the last event of ``tracks`` under the tempo map (SET_TEMPO events) of ``conductor``."""
+    end = max((tick for track in tracks for tick, _ in _timed_events(track)), default=0)
+    return _tick_to_seconds(conductor, ticks_per_quarter)(end)
+
+
+def midi_notes(smf: bytes) -> list[tuple[float, float, int, int]]:
+    """The notes of a Standard MIDI File (as :func:`score_to_duo_midi` writes them) in seconds.
+
+    Returns:
+        (start_s, end_s, pitch, velocity) per note, sorted by start; a note-on of a sounding pitch ends it.
+    """
+    from music21 import midi
+
+    smf_file = midi.MidiFile()
+    smf_file.readstr(smf)
+    seconds = _tick_to_seconds(smf_file.tracks[0], smf_file.ticksPerQuarterNote)
+    cvm = midi.ChannelVoiceMessages
+    notes = []
+    for track in smf_file.tracks:
+        sounding: dict[tuple, tuple[int, int]] = {}
+        for tick, event in _timed_events(track):
+            if event.type not in (cvm.NOTE_ON, cvm.NOTE_OFF):
+                continue
+            key = (event.channel, event.pitch)
+            if key in sounding:
+                start, velocity = sounding.pop(key)
+                notes.append((seconds(start), seconds(tick), event.pitch, velocity))
+            if event.type == cvm.NOTE_ON and event.velocity > 0:
+                sounding[key] = (tick, event.velocity)
+    return sorted(notes)
+
+
+def humanise_velocities(track, rng: np.random.Generator, sd: float) -> None:
+    """Add Gaussian jitter (standard deviation ``sd``, MIDI units) to every note-on velocity of a MidiTrack,
+    clipped to 1-127 (a note-on never becomes a note-off). Edits ``track`` in place."""
+    from music21 import midi
+
+    for event in track.events:
+        if getattr(event, "type", None) == midi.ChannelVoiceMessages.NOTE_ON and event.velocity > 0:
+            event.velocity = int(np.clip(round(event.velocity + rng.normal(0.0, sd)), 1, 127))
 
 
 def clean_midi_track(track, channel: int) -> None:
@@ -429,8 +504,8 @@ def clean_midi_track(track, channel: int) -> None:
 
 # ------------------------------------------------------------------------------------------- FluidSynth rendering
 
-def check_renderer(soundfont: str | os.PathLike) -> str:
-    """Path of the ``fluidsynth`` program, after checking it and the SoundFont exist.
+def check_renderer(soundfont: str | os.PathLike | None = DEFAULT_SOUNDFONT) -> str:
+    """Path of the ``fluidsynth`` program, after checking it and the SoundFont (unless None) exist.
 
     Raises:
         UserError: fluidsynth is not on PATH or the SoundFont file is missing (the message says what to install).
@@ -438,7 +513,7 @@ def check_renderer(soundfont: str | os.PathLike) -> str:
     binary = shutil.which("fluidsynth")
     if binary is None:
         raise UserError(f"the fluidsynth program is not installed; install it with: {INSTALL_HINT}")
-    if not Path(soundfont).is_file():
+    if soundfont is not None and not Path(soundfont).is_file():
         raise UserError(f"SoundFont {soundfont} not found; install the General MIDI one with: {INSTALL_HINT} "
                         f"(or give another .sf2 with --soundfont)")
     return binary
@@ -616,43 +691,101 @@ def write_piece(output: str | os.PathLike, split: str, name: str, sources: dict[
 
 @dataclasses.dataclass(frozen=True)
 class RenderOptions:
-    """Everything that changes the rendered audio or its layout (a resumed build must use the same)."""
+    """Everything that changes the rendered audio or its layout (a resumed build must use the same).
 
-    soundfont: str = DEFAULT_SOUNDFONT
+    piano_timbres, violin_timbres: timbre specs (:mod:`datasets.timbres`, e.g. ``"csound:40"``,
+    ``"salamander"``); each part draws one of them per piece. effects: the per-part variation drawn per piece
+    (gain, spectral tilt, reverb, velocity and tempo humanisation). style_seed: seed of those draws (with the
+    piece's name): a piece is rendered the same way by every build with the same options. part_level_db: each
+    rendered part is first scaled to this level (:func:`datasets.timbres.part_level_db`, dB re full scale), so
+    that timbres of different loudness (FluidSynth's quiet banks, the near full-scale piano samples) meet at the
+    same balance before the drawn gains; None keeps the renderer's own levels. accompany: a single-line score
+    (fiddle tune, folk song) gets a piano accompaniment harmonised from its melody, in a figuration drawn per
+    piece (:mod:`datasets.accompaniment`), instead of being skipped.
+    """
+
+    piano_timbres: tuple[str, ...] = timbres.DEFAULT_TIMBRES["piano"]
+    violin_timbres: tuple[str, ...] = timbres.DEFAULT_TIMBRES["violin"]
+    effects: timbres.EffectOptions = timbres.EffectOptions()
+    style_seed: int = 0
+    part_level_db: float | None = None  # each part scaled to this level before its effects (None: as rendered)
+    accompany: bool = False             # single-line scores get a generated piano part (else they are skipped)
     tempo: float = 90.0                 # quarter notes per minute for scores without a tempo mark
     test_fraction: float = 0.2
     max_piece_minutes: float = 10.0     # longer pieces are cut (0: no limit)
     peak: float = 0.9
     scale: str = "dB"
     sample_rate: int = 16000
-    violin_program: int = VIOLIN_PROGRAM
-    piano_program: int = PIANO_PROGRAM
+
+    def timbres_of(self, instrument: str) -> tuple[timbres.Timbre, ...]:
+        specs = self.piano_timbres if instrument == "piano" else self.violin_timbres
+        return timbres.parse_timbres(specs, instrument)
+
+
+def piece_style(piece_key: str, options: RenderOptions) -> dict:
+    """How a piece is played: {"piano": part style, "violin": part style, "tempo_factor": float}.
+
+    Drawn from a generator seeded by SHA-256 of (style_seed, piece key), so it depends on nothing else (not on
+    the visit order, the number of pieces or the worker); see :func:`datasets.timbres.draw_part_style`.
+    """
+    digest = hashlib.sha256(f"duo-style:{options.style_seed}:{piece_key}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+    style = {name: timbres.draw_part_style(rng, options.timbres_of(name), options.effects) for name in INSTRUMENTS}
+    jitter = options.effects.tempo_jitter
+    style["tempo_factor"] = round(float(rng.uniform(1.0 - jitter, 1.0 + jitter)), 4) if jitter > 0 else 1.0
+    style["velocity_seed"] = int(rng.integers(2 ** 31))
+    style["accompaniment_seed"] = int(rng.integers(2 ** 31))
+    return style
+
+
+def render_part(name: str, smf: bytes, timbre_spec: str, workdir: str | os.PathLike, sample_rate: int,
+                max_seconds: float) -> np.ndarray:
+    """One part's MIDI file played with one timbre: FluidSynth for a SoundFont, the sampler for Salamander.
+
+    Returns:
+        (n_samples,) float32 mono at ``sample_rate`` Hz.
+    """
+    timbre = timbres.parse_timbre(timbre_spec)
+    if timbre.source == "salamander":
+        return timbres.render_samples(midi_notes(smf), sample_rate)
+    midi_path = Path(workdir) / f"{name}.mid"
+    midi_path.write_bytes(smf)
+    return render_midi(midi_path, timbres.soundfont_path(timbre), sample_rate, workdir, max_seconds=max_seconds)
 
 
 def build_piece(piece: CorpusPiece, output: str, options: RenderOptions) -> dict:
     """Render one corpus piece into its song folder and tfrecords (runs in a worker process).
 
+    Each part is played with the timbre and effects of :func:`piece_style` (recorded in the result, hence in
+    dataset.json, under ``style``).
+
     Returns:
-        {"status": "ok", "key", "name", "split", "seconds", "cropped", ...score info} or
+        {"status": "ok", "key", "name", "split", "seconds", "cropped", "style", ...score info} or
         {"status": "skipped", "key", "name", "reason"}. Problems of the score itself are reported as skipped;
         anything else (a full disk, ...) raises.
     """
     _quiet_music21()
     split = split_of(piece.key, options.test_fraction)
     base = {"key": piece.key, "name": piece.name, "corpus_path": piece.corpus_path}
+    style = piece_style(piece.key, options)
+    programs = {name: timbres.parse_timbre(style[name]["timbre"]).program for name in INSTRUMENTS}
     try:
-        score, info = load_score(piece.path, options.tempo)
+        score, info = load_score(piece.path, options.tempo, style["tempo_factor"],
+                                 np.random.default_rng(style["accompaniment_seed"]) if options.accompany else None)
         if options.max_piece_minutes > 0:
             truncate_score(score, options.max_piece_minutes * 60.0)
-        violin_smf, piano_smf, midi_length = score_to_duo_midi(score, info["melody_part"][0],
-                                                               options.violin_program, options.piano_program)
+        violin_smf, piano_smf, midi_length = score_to_duo_midi(
+            score, info["melody_part"][0], VIOLIN_PROGRAM if programs["violin"] is None else programs["violin"],
+            PIANO_PROGRAM if programs["piano"] is None else programs["piano"],
+            velocity_sd=options.effects.velocity_sd, rng=np.random.default_rng(style["velocity_seed"]))
         with tempfile.TemporaryDirectory(prefix="midi_duo_") as tmp:
-            audio = {}
-            for name, smf in (("violin", violin_smf), ("piano", piano_smf)):
-                midi_path = Path(tmp) / f"{name}.mid"
-                midi_path.write_bytes(smf)
-                audio[name] = render_midi(midi_path, options.soundfont, options.sample_rate, tmp,
-                                          max_seconds=1.2 * midi_length + 60.0)
+            audio = {name: render_part(name, smf, style[name]["timbre"], tmp, options.sample_rate,
+                                       max_seconds=1.2 * midi_length + 60.0)
+                     for name, smf in (("violin", violin_smf), ("piano", piano_smf))}
+        if options.part_level_db is not None:
+            audio = {name: timbres.set_level(a, options.part_level_db, options.sample_rate)
+                     for name, a in audio.items()}
+        audio = {name: timbres.apply_effects(a, style[name], options.sample_rate) for name, a in audio.items()}
         max_seconds = options.max_piece_minutes * 60.0 if options.max_piece_minutes > 0 else None
         uncut = max(a.shape[0] for a in audio.values()) / options.sample_rate
         if max_seconds is not None:              # only what is kept counts (silence check, level)
@@ -669,7 +802,8 @@ def build_piece(piece: CorpusPiece, output: str, options: RenderOptions) -> dict
     write_piece(output, split, piece.name, {"piano": piano, "violin": violin, "mix": mix}, params, options.scale)
     seconds = mix.shape[0] / options.sample_rate
     return {**base, "status": "ok", "split": split, "seconds": round(seconds, 4),
-            "cropped": bool(max_seconds is not None and uncut > max_seconds), **info}
+            "cropped": bool(max_seconds is not None and uncut > max_seconds), **info,
+            "style": {k: v for k, v in style.items() if not k.endswith("_seed")}}
 
 
 def _worker_init(ignore_interrupt: bool = False) -> None:
@@ -724,6 +858,7 @@ class BuildOptions:
     jobs: int = 2
     overwrite: bool = False
     render: RenderOptions = dataclasses.field(default_factory=RenderOptions)
+    composer_minutes: tuple[tuple[str, float], ...] = ()   # (composer, cap): no more of its pieces past the cap
 
 
 def _check_options(options: BuildOptions) -> None:
@@ -745,8 +880,29 @@ def _check_options(options: BuildOptions) -> None:
 
 def _render_record(render: RenderOptions) -> dict:
     record = dataclasses.asdict(render)
-    record["soundfont"] = str(Path(render.soundfont).resolve())
-    return record
+    for key in ("piano_timbres", "violin_timbres"):      # a SoundFont given by path: by its absolute path
+        record[key] = [timbres.resolved_spec(t) for t in record[key]]
+    return json.loads(json.dumps(record))                 # as it reads back from dataset.json (lists, not tuples)
+
+
+def check_render_options(render: RenderOptions) -> None:
+    """Check that every timbre of the options can be rendered here, and that the effects' library is installed.
+
+    Raises:
+        UserError: one line naming what to install or change (a missing fluidsynth, SoundFont or sample folder, a
+            program the SoundFont lacks, a malformed timbre, pedalboard missing).
+    """
+    for instrument in INSTRUMENTS:
+        for timbre in render.timbres_of(instrument):
+            if timbre.source != "salamander":
+                check_renderer(None)
+            timbres.check_timbre(timbre)
+    if render.effects.any_audio_effect:
+        try:
+            import pedalboard  # noqa: F401
+        except ImportError:
+            raise UserError("the audio effects need the pedalboard package: pip install pedalboard==0.9.26 "
+                            "(./setup.sh installs it)") from None
 
 
 def read_dataset_json(output: str | os.PathLike) -> dict | None:
@@ -816,7 +972,7 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
     started = time.monotonic()
     _check_options(options)
     render = options.render
-    check_renderer(render.soundfont)
+    check_render_options(render)
     output = Path(options.output)
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} exists and is not a folder")
@@ -858,12 +1014,16 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
     bar = tqdm(total=len(order), unit="piece", desc="pieces", disable=not progress, mininterval=1.0,
                dynamic_ncols=True, file=sys.stderr)
 
+    caps = dict(options.composer_minutes)
+    composer_seconds: dict[str, float] = {}
+
     def account(piece: CorpusPiece, result: dict) -> None:
         nonlocal seconds_total, n_pieces
         if result["status"] == "ok":
             entry = {k: v for k, v in result.items() if k not in ("status", "name", "resumed")}
             pieces[piece.name] = entry
             seconds_total += entry["seconds"]
+            composer_seconds[piece.composer] = composer_seconds.get(piece.composer, 0.0) + entry["seconds"]
             n_pieces += 1
             counts["resumed" if result.get("resumed") else "built"] += 1
         else:
@@ -894,6 +1054,11 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
                 if piece is None:
                     stop = True
                     break
+                if piece.composer in caps:
+                    queued = sum(_expected_seconds(item) for p, item in queue if p.composer == piece.composer)
+                    if composer_seconds.get(piece.composer, 0.0) + queued >= caps[piece.composer] * 60.0:
+                        bar.update(1)
+                        continue
                 split = split_of(piece.key, render.test_fraction)
                 if not options.overwrite and piece_is_done(output, split, piece.name):
                     queue.append((piece, _resumed_result(output, piece, split, pieces.get(piece.name))))
@@ -925,6 +1090,15 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
     return data
 
 
+def _expected_seconds(item) -> float:
+    """Seconds a queued piece will add: its length once known, else a minute (a typical piece)."""
+    if isinstance(item, Future):
+        if not item.done() or item.exception() is not None:
+            return 60.0
+        item = item.result()
+    return item["seconds"] if item["status"] == "ok" else 0.0
+
+
 def _resumed_result(output: Path, piece: CorpusPiece, split: str, entry: dict | None) -> dict:
     info = sf.info(str(song_dir(output, split, piece.name) / "mix.wav"))
     result = dict(entry or {"key": piece.key, "corpus_path": piece.corpus_path})
@@ -953,13 +1127,25 @@ def _dataset_record(options: BuildOptions, render_record: dict, pieces: dict, sk
         totals[entry["split"]]["minutes"] += entry["seconds"] / 60.0
     for split in SPLITS:
         totals[split]["minutes"] = round(totals[split]["minutes"], 3)
+    by_composer: dict[str, float] = {}
+    by_timbre: dict[str, dict[str, float]] = {name: {} for name in INSTRUMENTS}
+    for entry in pieces.values():
+        if entry["split"] != "train":
+            continue
+        composer = entry["key"].split("/", 1)[0]
+        by_composer[composer] = by_composer.get(composer, 0.0) + entry["seconds"] / 60.0
+        for name in INSTRUMENTS:
+            timbre = entry.get("style", {}).get(name, {}).get("timbre", "?")
+            by_timbre[name][timbre] = by_timbre[name].get(timbre, 0.0) + entry["seconds"] / 60.0
     run_options = {k: v for k, v in dataclasses.asdict(options).items() if k != "render"}
     run_options["composers"] = list(options.composers)
     run_options["pieces"] = list(options.pieces)
+    run_options["composer_minutes"] = dict(options.composer_minutes)
     return {
         "format": FORMAT_VERSION,
-        "description": "piano/violin duos rendered with FluidSynth from music21's score corpus: the melody part "
-                       "on violin (GM program 41), the other parts on piano (GM program 1); mix = piano + violin",
+        "description": "piano/violin duos rendered from music21's score corpus: the melody part on a violin, the "
+                       "other parts on a piano, each with the timbre and effects recorded in pieces.*.style; "
+                       "mix = piano + violin",
         "sample_rate": render_record["sample_rate"],
         "sources": list(SOURCES),
         "layout": {"songs": "songs/{split}/{piece}/{mix,piano,violin}.wav",
@@ -970,7 +1156,10 @@ def _dataset_record(options: BuildOptions, render_record: dict, pieces: dict, sk
                     "minutes_per_instrument": round(totals["train"]["minutes"] + totals["test"]["minutes"], 3),
                     "built_this_run": counts["built"], "kept_from_earlier_runs": len(pieces) - counts["built"],
                     "skipped_this_run": counts["skipped"], "seconds_taken": round(seconds_taken, 1),
-                    "finished": final},
+                    "finished": final,
+                    "train_minutes_by_composer": {k: round(v, 2) for k, v in sorted(by_composer.items())},
+                    "train_minutes_by_timbre": {name: {k: round(v, 2) for k, v in sorted(d.items())}
+                                                for name, d in by_timbre.items()}},
         "pieces": dict(sorted(pieces.items())),
         "skipped": dict(sorted(skipped.items())),
     }

@@ -37,6 +37,10 @@ import tf_keras as keras  # noqa: E402  (after TensorFlow, quietly imported)
 NORM_EPSILON = 1e-5
 
 
+#: Config keys a trained score network's checkpoint is bound to (its architecture and noise schedule).
+ARCHITECTURE_KEYS = ("version", "n_filters", "num_classes", "sigma1", "sigmaL", "progression", "height", "width")
+
+
 # --------------------------------------------------------------------------------------------- normalisation
 
 def _instance_statistics(x, epsilon: float):
@@ -448,6 +452,11 @@ class EMAWeights(tf.Module):
         """shadow <- rate * shadow + (1 - rate) * weight, for every trainable weight (works in tf.function)."""
         for shadow, variable in zip(self.shadow, self._model_variables()):
             shadow.assign_sub((1.0 - self.rate) * (shadow - tf.cast(variable, shadow.dtype)))
+
+    def reset(self) -> None:
+        """Set the averages to the model's current weights (e.g. after loading weights to fine-tune from)."""
+        for shadow, variable in zip(self.shadow, self._model_variables()):
+            shadow.assign(tf.cast(variable, shadow.dtype))
 
     def copy_to_model(self) -> None:
         """Overwrite the model's weights with the averages (e.g. before sampling from a restored checkpoint)."""

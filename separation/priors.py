@@ -17,6 +17,7 @@ from core import import_tensorflow
 from core.config import Config
 from core.errors import UserError
 from core.training import BEST_DIR, check_trained_config, resolve_checkpoint, restore_model_weights
+from ncsn.networks import ARCHITECTURE_KEYS
 from separation.basis import FlowPrior, Prior, ScoreNetworkPrior
 
 tf = import_tensorflow()
@@ -25,7 +26,7 @@ MODELS = ("ncsn", "glow")
 
 #: config keys an NCSN checkpoint must share with the separation's config: the network's shape and the noise
 #: levels its conditioning labels stand for
-NCSN_KEYS = ("version", "n_filters", "num_classes", "sigma1", "sigmaL", "progression", "height", "width")
+NCSN_KEYS = ARCHITECTURE_KEYS
 
 
 def load_ncsn_prior(path: str | os.PathLike, config: Config, input_shape: Sequence[int]) -> ScoreNetworkPrior:

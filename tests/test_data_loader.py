@@ -245,3 +245,59 @@ def test_toy_test_images_for_separation_and_offline_image_files(tmp_path):
         dl.read_image_file(path)
     with pytest.raises(UserError, match="does not exist"):
         dl.read_image_file(tmp_path / "none.npz")
+
+
+# ------------------------------------------------------------------------------------ spectrogram augmentation
+
+def test_augmentation_is_a_bounded_smooth_curve_plus_gain_and_keeps_the_floor():
+    from core import import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(0)
+    spectrograms = rng.uniform(-60, 0, (16, *SHAPE)).astype(np.float32)
+    spectrograms[:, :, :5] = -100.0                                  # silent frames stay silent
+    augment = dl.SpectrogramAugment(gain_db=3.0, tilt_db=4.0)
+    out = augment(tf.constant(spectrograms), "dB", seed=1).numpy()
+    assert out.shape == spectrograms.shape and np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out[:, :, :5], -100.0)
+    change = out[:, :, 5:] - spectrograms[:, :, 5:]                  # no clipping here: inputs are in [-60, 0]
+    # one curve per spectrogram: the same change in every frame of a band
+    np.testing.assert_allclose(change, np.repeat(change[:, :, :1], change.shape[2], axis=2), atol=1e-4)
+    curve = change[:, :, 0]
+    assert np.all(np.abs(curve) <= 3.0 + 4.0 + 1e-4)
+    # smooth: a sum of cosines of order <= 4 over 96 bands moves by at most pi * 4 * 4 / 95 dB per band
+    # (|d/dm sum a_k cos(pi k m)| <= sum |a_k| pi k), far below what bin-to-bin noise would
+    assert np.max(np.abs(np.diff(curve, axis=1))) <= np.pi * 4 * (4.0 / 4) * 4 / 95 + 1e-4
+    assert np.std(curve.mean(axis=1)) > 0.3 and np.std(curve.std(axis=1)) > 0.05    # drawn per spectrogram
+    loud = np.full((2, *SHAPE), 19.0, np.float32)                   # the result stays in the dB range
+    assert np.max(augment(tf.constant(loud), "dB", seed=2).numpy()) <= 20.0
+    power = pp.db_to_power(spectrograms).astype(np.float32)
+    out_power = augment(tf.constant(power), "power", seed=1).numpy()
+    np.testing.assert_array_equal(out_power[:, :, :5], power[:, :, :5])
+    change_power = 10 * np.log10(out_power[:, :, 5:] / power[:, :, 5:])     # a power record: the same in dB
+    np.testing.assert_allclose(change_power, np.repeat(change_power[:, :, :1], change.shape[2], axis=2), atol=1e-3)
+    assert np.all(np.abs(change_power) <= 7.0 + 1e-3)
+
+
+def test_augmentation_applies_to_training_batches_only(tmp_path):
+    written = make_source_dataset(tmp_path / "piano")
+    augment = dl.SpectrogramAugment(gain_db=6.0, tilt_db=6.0)
+    data = dl.load_source_data(tmp_path / "piano", batch_size=7, scaling=dl.Scaling("dB"), shape=SHAPE, seed=1,
+                               augment=augment)
+    test = collect(data.test)
+    np.testing.assert_allclose(test[..., 0], (written["test"] + 100.0) / 120.0, atol=1e-6)     # off at test time
+    train = collect(data.train)
+    assert train.shape == (30, 96, 64, 1) and train.min() >= 0.0 and train.max() <= 1.0
+    plain = sort_rows((written["train"] + 100.0) / 120.0)
+    assert not np.allclose(sort_rows(train[..., 0]), plain, atol=1e-3)
+    assert not np.array_equal(train, collect(data.train))          # drawn anew every epoch
+
+
+def test_several_dataset_folders_are_pooled(tmp_path):
+    first = make_source_dataset(tmp_path / "a" / "piano", n_train_files=1, n_test_files=1, per_file=5, seed=0)
+    second = make_source_dataset(tmp_path / "b" / "piano", n_train_files=2, n_test_files=1, per_file=5, seed=1)
+    data = dl.load_source_data([tmp_path / "a" / "piano", tmp_path / "b" / "piano"], batch_size=4,
+                               scaling=dl.Scaling("dB"), shape=SHAPE, seed=0)
+    assert (data.n_train, data.n_test) == (15, 10)
+    expected = np.concatenate([first["train"], second["train"]])
+    np.testing.assert_allclose(sort_rows(collect(data.train)[..., 0]), sort_rows((expected + 100) / 120), atol=1e-6)

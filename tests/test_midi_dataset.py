@@ -327,3 +327,14 @@ def test_help_describes_every_option():
                    "--tempo", "--soundfont", "--jobs", "--overwrite", "--max_piece_minutes", "--scale"):
         assert option in proc.stdout, option
     assert "apt-get install fluidsynth fluid-soundfont-gm" in proc.stdout
+
+
+@needs_fluidsynth
+def test_composer_minutes_cap_a_collection(tmp_path):
+    keys = [k for k in SHORT_CHORALES[:3]]
+    options = md.BuildOptions(output=str(tmp_path / "capped"), minutes=1000, jobs=1, pieces=tuple(keys),
+                              composer_minutes=(("bach", 0.15),), render=md.RenderOptions(max_piece_minutes=0.1))
+    data = md.build_dataset(options, progress=False)
+    # 6 s per piece, a 9 s cap: the second piece crosses it, the third is not taken
+    assert sorted(songs(tmp_path / "capped")) == sorted(md.piece_name(k) for k in keys[:2])
+    assert data["summary"]["train_minutes_by_composer"].get("bach", 0.0) <= 0.2

@@ -128,3 +128,30 @@ def test_l2_penalty_shrinks_the_weights_towards_the_ridge_solution(tmp_path):
     w, b = (float(v.numpy().ravel()[0]) for v in model.weights)
     np.testing.assert_allclose([w, b], ridge, atol=0.03)
     assert abs(w) < 1.5  # far from the unpenalised 2
+
+
+def test_init_from_starts_a_new_run_from_trained_weights_and_resume_wins(tmp_path):
+    from ncsn.networks import EMAWeights
+
+    trained, first = make_trainer(tmp_path / "trained")
+    first.fit(regression_data(), regression_data(64, 1), n_epochs=20)
+    w_trained = [v.numpy().copy() for v in trained.weights]
+    # a new run with a learning rate of 0: its weights are exactly the ones it started from
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(1,))])
+    model.build((None, 1))
+    optimizer = make_optimizer(Config(learning_rate=0.0, optimizer="adam"))
+    ema = EMAWeights(model, 0.5)
+    trainer = Trainer(model, lambda batch, training: tf.reduce_sum((model(batch[0]) - batch[1]) ** 2, axis=-1),
+                      optimizer, tmp_path / "tuned", global_batch_size=32, ema=ema)
+    state = trainer.fit(regression_data(), regression_data(64, 1), n_epochs=1, init_from=str(tmp_path / "trained"))
+    assert state.epochs_done == 1                                   # epochs count from 0 in the new run
+    for got, want in zip(model.weights, w_trained):
+        np.testing.assert_array_equal(got.numpy(), want)
+    for shadow, want in zip(ema.shadow, w_trained):                # the average starts at those weights too
+        np.testing.assert_array_equal(shadow.numpy(), want)
+    # with a checkpoint of its own, the run resumes from it and init_from is ignored
+    model.weights[0].assign(model.weights[0] + 1.0)
+    trainer.latest.save(checkpoint_number=1)
+    _, again = make_trainer(tmp_path / "tuned")
+    again.fit(regression_data(), regression_data(64, 1), n_epochs=1, init_from=str(tmp_path / "trained"))
+    np.testing.assert_array_equal(again.model.weights[0].numpy(), w_trained[0] + 1.0)

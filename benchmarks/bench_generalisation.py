@@ -1,0 +1,239 @@
+"""Benchmark: how well priors separate music and timbres they were not trained on, old and new side by side.
+
+Test pieces of the open dataset (split by piece: never in training) are grouped by kind of music -- Bach chorales,
+string-quartet movements (Beethoven, Haydn, Mozart) and, optionally, fiddle tunes with a generated piano
+accompaniment (melody and accompaniment, as in a sonata) -- and the first ``--seconds`` of each is rendered with
+every timbre family asked for (piano and violin from the same bank, GM programs 0 and 40; no effects; each part at
+-20 dB, the level the training data use). Every prior set separates every excerpt with BASIS (Wiener filter per
+frame), and BSS Eval v4 scores it next to the mixture baseline (each source = mixture / 2) and the IRM oracle.
+
+Reported per (kind, timbre) row and per prior set: the SDR of BASIS, the mixture baseline and the IRM for piano and
+violin, and the gain of BASIS over the baseline, each the median over 1 s frames of a song, then the mean over
+songs. Which timbres count as "seen" depends on the prior set: the table names the families, RESULTS.md says which
+each set was trained on. A timbre that no prior set ever saw is given with ``--soundfont PATH`` (a General MIDI
+.sf2; row ``sf:<stem>``); for leave-one-timbre-out, train a prior set without one family (``build_midi_dataset.py
+--piano_timbres`` / ``--violin_timbres``) and read that family's row.
+
+    .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
+        [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
+        [--seconds 20] [--T 20] [--step_lr 5e-5] [--output data/bench_generalisation] [--shard 1/2]
+
+A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
+separation settings are those of ``DIR/piano/config.yml`` unless ``--T`` / ``--step_lr`` are given. Everything is
+kept in ``--output`` (renders, separations, ``generalisation.csv``); re-running skips what is done, so a run can be
+split over two processes with ``--shard i/n`` (by prior set) and tabled by a last run without it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import core  # noqa: E402,F401  (quiets TensorFlow's start-up logging)
+from core.errors import UserError, run_main  # noqa: E402
+
+KINDS = {"chorales": ("bach",), "quartets": ("beethoven", "haydn", "mozart"), "tunes": ("ryansMammoth",)}
+FAMILIES = ("fluidr3", "csound", "merlin")
+NAMES = ("piano", "violin")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--priors", nargs="+", required=True, metavar="NAME=DIR",
+                        help="prior sets to compare: DIR holds piano/ and violin/ prior folders")
+    parser.add_argument("--kinds", nargs="+", default=["chorales", "quartets"], choices=list(KINDS),
+                        help="kinds of music (default: chorales quartets; tunes: fiddle tunes with a generated "
+                             "piano accompaniment, a sonata-like melody-and-accompaniment texture)")
+    parser.add_argument("--songs_per_kind", type=int, default=3, help="test pieces per kind, the first by name (default: 3)")
+    parser.add_argument("--pieces", nargs="+", default=None, metavar="KEY",
+                        help="these corpus pieces instead (kind taken from the composer), e.g. bach/bwv108.6")
+    parser.add_argument("--timbres", nargs="+", default=list(FAMILIES), choices=list(FAMILIES),
+                        help=f"timbre families to render with (default: {' '.join(FAMILIES)})")
+    parser.add_argument("--soundfont", nargs="*", default=[], metavar="SF2",
+                        help="extra General MIDI SoundFonts (timbres never trained on)")
+    parser.add_argument("--pair", nargs="*", default=[], metavar="NAME=PIANO,VIOLIN",
+                        help="extra timbre conditions given as two timbre specs, e.g. "
+                             "salamander=salamander,csound:40 or p2=csound:2,merlin:40")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each excerpt from the start, s (default: 20)")
+    parser.add_argument("--T", type=int, default=None, help="Langevin steps per level (default: the priors' config.yml)")
+    parser.add_argument("--step_lr", type=float, default=None, help="Langevin step size (default: the priors' config.yml)")
+    parser.add_argument("--output", default="data/bench_generalisation", help="work and result folder (default: data/bench_generalisation)")
+    parser.add_argument("--shard", default=None, metavar="i/n", help="only the i-th of n prior sets (then table all)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """One timbre condition: a row name and the piano and violin timbre specs."""
+
+    name: str
+    piano: str
+    violin: str
+
+
+def conditions(families, soundfonts, pairs=()) -> list[Condition]:
+    """The timbre conditions: one per family (programs 0 and 40), per extra SoundFont, and per NAME=PIANO,VIOLIN."""
+    from datasets import timbres
+
+    out = [Condition(f, f"{f}:0", f"{f}:40") for f in families]
+    for path in soundfonts:
+        out.append(Condition(f"sf:{Path(path).stem}", f"{Path(path).resolve()}:0", f"{Path(path).resolve()}:40"))
+    for item in pairs:
+        name, _, specs = item.partition("=")
+        piano, _, violin = specs.partition(",")
+        if not name or not piano or not violin:
+            raise UserError(f"--pair {item!r} is not NAME=PIANO,VIOLIN (e.g. salamander=salamander,csound:40)")
+        timbres.parse_timbres([piano], "piano"), timbres.parse_timbres([violin], "violin")
+        out.append(Condition(name, timbres.resolved_spec(piano), timbres.resolved_spec(violin)))
+    return out
+
+
+def choose_pieces(kinds, per_kind: int, keys=None) -> list[tuple[str, object]]:
+    """(kind, CorpusPiece) of the test split: the first ``per_kind`` pieces by key of each kind, or ``keys``."""
+    from datasets import midi_dataset as md
+
+    if keys:
+        kind_of = {c: k for k, composers in KINDS.items() for c in composers}
+        pieces = md.find_corpus_pieces(keys)
+        for piece in pieces:
+            if piece.composer not in kind_of:
+                raise UserError(f"{piece.key}: its composer is not one of the kinds {', '.join(KINDS)}")
+        return [(kind_of[p.composer], p) for p in pieces]
+    chosen = []
+    for kind in kinds:
+        test = [p for p in md.list_corpus_pieces(KINDS[kind]) if md.split_of(p.key, md.RenderOptions().test_fraction)
+                == "test"]
+        chosen.extend((kind, p) for p in test[:per_kind])
+    return chosen
+
+
+def render(pieces, condition: Condition, seconds: float, root: Path) -> list[tuple[str, Path]]:
+    """Render every piece with one timbre condition (skipping those already rendered); (kind, song folder)."""
+    from datasets import midi_dataset as md
+
+    options = md.RenderOptions(piano_timbres=(condition.piano,), violin_timbres=(condition.violin,),
+                               max_piece_minutes=seconds / 60.0, part_level_db=-20.0, accompany=True)
+    md.check_render_options(options)
+    out = root / "renders" / condition.name.replace(":", "_")
+    songs = []
+    for kind, piece in pieces:
+        split = md.split_of(piece.key, options.test_fraction)
+        if not md.piece_is_done(out, split, piece.name):
+            result = md.build_piece(piece, str(out), options)
+            if result["status"] != "ok":
+                logging.getLogger("sepsuite").warning("skipped %s: %s", piece.key, result["reason"])
+                continue
+        songs.append((kind, md.song_dir(out, split, piece.name)))
+    return songs
+
+
+def separate(prior_dir: Path, songs, output: Path, seconds: float, T, step_lr, progress: bool) -> dict:
+    """Separate the songs with one prior set; {song name: {method: Scores}}."""
+    from core.config import load_config
+    from separation import song_folders
+
+    overrides = {k: v for k, v in (("T", T), ("step_lr", step_lr)) if v is not None}
+    config = load_config(prior_dir / "piano" / "config.yml", overrides)
+    n_segments = max(1, math.ceil(seconds * config.sample_rate / config.segment_samples - 1e-9))
+    paths = [str(prior_dir / name) for name in NAMES]
+    folders = [song for _, song in songs]
+    song_folders.separate_songs(folders, paths, config, output, NAMES, "ncsn", n_segments, progress=progress)
+    scores = song_folders.collect_scores(output, folders)
+    return {song.name: {m: scores[m][song.name] for m in scores if song.name in scores[m]} for song in folders}
+
+
+def table_rows(results: dict, songs_by_condition: dict) -> list[dict]:
+    """One row per (prior set, kind, timbre): mean over songs of the per-song median SDR per method and source."""
+    import numpy as np
+
+    rows = []
+    for prior_name, by_condition in results.items():
+        for condition, by_song in by_condition.items():
+            kinds = {}
+            for kind, song in songs_by_condition[condition]:
+                kinds.setdefault(kind, []).append(song.name)
+            for kind, names in [*kinds.items(), ("all", [n for v in kinds.values() for n in v])]:
+                row = {"priors": prior_name, "kind": kind, "timbre": condition, "songs": len(names)}
+                for method in ("BASIS", "mixture", "IRM"):
+                    for source in NAMES:
+                        values = [by_song[n][method].medians()[source]["SDR"] for n in names
+                                  if method in by_song.get(n, {})]
+                        values = [v for v in values if np.isfinite(v)]
+                        row[f"{method}_{source}"] = float(np.mean(values)) if values else float("nan")
+                for source in NAMES:
+                    row[f"gain_{source}"] = row[f"BASIS_{source}"] - row[f"mixture_{source}"]
+                rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    header = (f"{'priors':<10}{'kind':<10}{'timbre':<12}{'songs':>5}  {'gain p/v':>13}  {'BASIS p/v':>13}  "
+              f"{'mixture p/v':>13}  {'IRM p/v':>13}")
+    lines = ["SDR (dB): median over 1 s frames, mean over songs; gain = BASIS - mixture baseline", header]
+    for r in rows:
+        pair = lambda key: f"{r[key + '_piano']:6.2f}/{r[key + '_violin']:<6.2f}"  # noqa: E731
+        lines.append(f"{r['priors']:<10}{r['kind']:<10}{r['timbre']:<12}{r['songs']:>5}  {pair('gain'):>13}  "
+                     f"{pair('BASIS'):>13}  {pair('mixture'):>13}  {pair('IRM'):>13}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import pandas as pd
+
+    from core.rundir import setup_logging
+    from datasets.midi_dataset import _quiet_music21
+    from separation.song_folders import parse_shard
+
+    prior_sets = {}
+    for item in args.priors:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise UserError(f"--priors {item!r} is not NAME=DIR (e.g. new=pretrained)")
+        for source in NAMES:
+            if not (Path(folder) / source / "config.yml").is_file():
+                raise UserError(f"--priors {item}: {Path(folder) / source} is not a prior folder with config.yml")
+        prior_sets[name] = Path(folder)
+    if args.seconds <= 0 or args.songs_per_kind < 1:
+        raise UserError("--seconds and --songs_per_kind must be positive")
+    index, count = parse_shard(args.shard)
+    mine = list(prior_sets)[index - 1::count]
+    output = Path(args.output)
+    logger = setup_logging(output)
+    _quiet_music21()
+    pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
+    logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
+    songs_by_condition = {c.name: render(pieces, c, args.seconds, output)
+                          for c in conditions(args.timbres, args.soundfont, args.pair)}
+    results = {}
+    for name, folder in prior_sets.items():
+        results[name] = {}
+        for condition, songs in songs_by_condition.items():
+            out = output / "separated" / name / condition.replace(":", "_")
+            if name in mine:
+                logger.info("priors %s, timbre %s: %d songs", name, condition, len(songs))
+                results[name][condition] = separate(folder, songs, out, args.seconds, args.T, args.step_lr,
+                                                    not args.no_progress)
+            else:                            # another shard's: table what it has finished
+                from separation import song_folders
+
+                folders = [song for _, song in songs]
+                scores = song_folders.collect_scores(out, folders) if out.is_dir() else {}
+                results[name][condition] = {s.name: {m: scores[m][s.name] for m in scores if s.name in scores[m]}
+                                            for s in folders}
+    rows = table_rows(results, songs_by_condition)
+    pd.DataFrame(rows).to_csv(output / "generalisation.csv", index=False)
+    (output / "generalisation.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(format_rows(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
