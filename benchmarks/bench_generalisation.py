@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from core.rundir import setup_logging
-    from datasets.midi_dataset import _quiet_music21
+    from datasets.scores import quiet_music21
     from separation.song_folders import parse_shard
 
     prior_sets = {}
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     mine = list(prior_sets)[index - 1::count]
     output = Path(args.output)
     logger = setup_logging(output)
-    _quiet_music21()
+    quiet_music21()
     pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
     logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
     songs_by_condition = {c.name: render(pieces, c, args.seconds, output)
