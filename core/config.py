@@ -50,7 +50,7 @@ class Config:
     augment_tilt_db: float = _field(0.0, "training only: a random smooth curve over the mel bands, at most this "
                                          "many dB, added per spectrogram (0: none)")
 
-    # --- spectrogram parameters (REFERENCE.md §1) ---------------------------------------------------------------
+    # --- spectrogram parameters (docs/algorithms.md §1) ---------------------------------------------------------------
     sample_rate: int = _field(16000, "audio sample rate, Hz")
     segment_samples: int = _field(32640, "samples per segment (2.04 s at 16 kHz)")
     n_fft: int = _field(2048, "STFT size, samples")

@@ -1,6 +1,6 @@
 """Audio loading, segmentation, mel spectrograms, value scaling and TFRecord/.npy storage.
 
-Conventions used everywhere in the suite (REFERENCE.md §1):
+Conventions used everywhere in the suite (docs/algorithms.md §1):
 
 * audio: float32 mono waveforms at ``params.sample_rate`` (16 kHz), values in [-1, 1];
 * a *segment* is ``params.segment_samples`` (32 640 samples = 2.04 s) cut back to back, the last one padded with zeros;
@@ -36,7 +36,7 @@ SCALES = ("dB", "power")
 
 @dataclasses.dataclass(frozen=True)
 class SpectrogramParams:
-    """Parameters of the mel spectrograms (defaults: the seed's, REFERENCE.md §1)."""
+    """Parameters of the mel spectrograms (defaults: the seed's, docs/algorithms.md §1)."""
 
     sample_rate: int = 16000          # Hz
     segment_samples: int = 32640      # samples per segment (2.04 s at 16 kHz)

@@ -1,4 +1,4 @@
-"""Layers of Glow and RealNVP as TensorFlow Probability bijectors (REFERENCE.md §3).
+"""Layers of Glow and RealNVP as TensorFlow Probability bijectors (docs/algorithms.md §3).
 
 Direction: every bijector here maps **data to latent** in its ``forward`` (the normalising direction of the Glow
 paper), and ``forward_log_det_jacobian`` is log|det d forward / dx| per example. To get the data density with TFP's

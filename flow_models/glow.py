@@ -3,7 +3,7 @@
 Data: NHWC float32 ``(batch, height, width, channels)``; the training code feeds [0,1]-scaled spectrograms or images
 shifted to [-0.5, 0.5]. Densities are in nats (``log_prob``) or bits per dimension (``bits_per_dim``).
 
-Multi-scale scheme (REFERENCE.md §3), L levels; level l (1-based):
+Multi-scale scheme (docs/algorithms.md §3), L levels; level l (1-based):
 
 * squeeze 2x2, (h, w, c) -> (h/2, w/2, 4c);
 * K steps of flow;

@@ -1,4 +1,4 @@
-"""Denoising score matching loss of NCSN (Song & Ermon 2019, eq. 5-6; REFERENCE.md §4).
+"""Denoising score matching loss of NCSN (Song & Ermon 2019, eq. 5-6; docs/algorithms.md §4).
 
 For each example x a noise level index i is drawn uniformly from {0, ..., L-1}, x~ = x + sigma_i z with
 z ~ N(0, I), and the score network is asked for the score of the noised data, whose target is

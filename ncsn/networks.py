@@ -6,7 +6,7 @@ mel spectrograms are ``(batch, 96, 64, 1)``); noise levels are given by their in
 ``model([x, labels], training=...)``, and returns the estimated score d log p_sigma(x) / dx, shape of ``x``, in
 1 / data units.
 
-Architecture (REFERENCE.md §4, written from the NCSN paper's description, Song & Ermon 2019, appendix B):
+Architecture (docs/algorithms.md §4, written from the NCSN paper's description, Song & Ermon 2019, appendix B):
 
 * input mapped to [-1, 1] (x -> 2x - 1), a 3x3 convolution to ``ngf`` channels;
 * four stages of two pre-activation residual blocks (norm, ELU, 3x3 conv, norm, ELU, 3x3 conv, plus a shortcut),

@@ -5,7 +5,7 @@ For levels i = 1..L (sigma_1 > ... > sigma_L) and T steps per level, with eta_i 
     x <- x + eta_i * g(x, i) + sqrt(2 eta_i) * z,      z ~ N(0, I)
 
 where g is the *update direction*: the score s(x, sigma_i) for NCSN sampling, or score + likelihood term for BASIS
-(posterior sampling, REFERENCE.md §2), which reuses this core through its ``grad_fn``. Optionally a final denoising
+(posterior sampling, docs/algorithms.md §2), which reuses this core through its ``grad_fn``. Optionally a final denoising
 step x <- x + sigma_L^2 g(x, L) (Tweedie's formula when g is the score) is applied at the end.
 
 The loops over levels and steps run inside the graph (``tf.while_loop``), so a sampler is traced once for a given

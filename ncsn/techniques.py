@@ -1,5 +1,5 @@
 """NCSNv2's recipes for the noise schedule and the sampling step (Song & Ermon 2020, "Improved techniques for
-training score-based generative models", arXiv 2006.09011; REFERENCE.md §4).
+training score-based generative models", arXiv 2006.09011; docs/algorithms.md §4).
 
 * technique 1 -- sigma_1 = the largest Euclidean distance between two training examples
   (:func:`max_pairwise_distance`, exact, in blocks);

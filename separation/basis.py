@@ -1,4 +1,4 @@
-"""BASIS: Bayesian annealed signal separation (Jayaram & Thickstun 2020; REFERENCE.md §2).
+"""BASIS: Bayesian annealed signal separation (Jayaram & Thickstun 2020; docs/algorithms.md §2).
 
 Annealed Langevin dynamics on the posterior of K sources s_1..s_K given a mixture x. At noise level sigma_i, with
 step eta_i = delta * (sigma_i / sigma_L)^2, every source moves by
@@ -91,7 +91,7 @@ class DecibelMixing(MixingModel):
     """dB spectrograms: the power (or amplitude) sum of the sources, applied in dB units.
 
     With d_k the dB value of source k, g_dB(d) = c * log10( sum_k 10^(d_k / c) ), c = 10 for the power sum (the
-    seed's model, REFERENCE.md §2) and c = 20 for the amplitude sum. The priors work on an affine map of dB,
+    seed's model, docs/algorithms.md §2) and c = 20 for the amplitude sum. The priors work on an affine map of dB,
     m = (d - db_min) / (db_max - db_min) - offset (offset 0.5 for centred models), so g is taken to dB, applied,
     and mapped back -- not applied to the scaled numbers. The map's slope cancels in the gradient:
     dg/dm_k = softmax_k(d * ln10 / c), the share of source k in the mixture's power.

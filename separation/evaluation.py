@@ -1,7 +1,7 @@
 """BSS Eval v4 scores of separated sources: computing them, printing them, storing them as museval does.
 
 Everything goes through the suite's ``bss_eval_v4.py``: the metrics (``evaluate``, museval's API and return order
-SDR, ISR, SIR, SAR, each ``(n_sources, n_frames)`` dB; REFERENCE.md §6; :func:`_bss_eval_v4` is the only call), the
+SDR, ISR, SIR, SAR, each ``(n_sources, n_frames)`` dB; docs/algorithms.md §6; :func:`_bss_eval_v4` is the only call), the
 storage (``TrackScores``: ``metrics.json`` in museval's layout, NaN written as ``NaN``, and ``metrics.csv``, one row
 per target, metric and frame) and the field's summary (``aggregate``: median over the frames that are not NaN).
 Frames where a reference or an estimate is silent are NaN. A source whose reference or estimate is silent over

@@ -1,6 +1,6 @@
 """Mel spectrograms back to audio: magnitudes by NNLS, phase, inverse STFT, and songs without clicks at the seams.
 
-Units and shapes (REFERENCE.md §1, §5):
+Units and shapes (docs/algorithms.md §1, §5):
 
 * *mel* -- ``(..., n_mels, n_frames)`` per segment, either dB (ref 1.0, clipped to [-100, 20]) or mel **power**;
   a song's mel spectrograms are ``(n_segments, 96, 64)``, several sources ``(n_sources, n_segments, 96, 64)``;

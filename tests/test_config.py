@@ -20,7 +20,7 @@ def parse(argv, config_required=False):
 
 
 def test_seed_configs_hold_the_seeds_values():
-    # values from REFERENCE.md §3-4 (the seed's configs)
+    # values from docs/algorithms.md §3-4 (the seed's configs)
     glow = load_config(CONFIGS / "melspec_glow.yml")
     assert (glow.L, glow.K, glow.n_filters, glow.learntop) == (3, 40, 512, True)
     assert (glow.optimizer, glow.batch_size, glow.learning_rate, glow.n_epochs) == ("adamax", 32, 1e-3, 500)

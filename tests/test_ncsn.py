@@ -27,7 +27,7 @@ from ncsn.networks import (ConditionalInstanceNorm2dPlus, EMAWeights, InstanceNo
 from ncsn.sampling import AnnealedLangevin, annealed_langevin, ncsn_sampler  # noqa: E402
 from ncsn.schedule import get_sigmas, langevin_step_sizes  # noqa: E402
 
-BASIS_SIGMAS = [1.0, 0.5995, 0.3594, 0.2154, 0.1292, 0.0774, 0.0464, 0.0278, 0.0167, 0.01]  # REFERENCE.md §2
+BASIS_SIGMAS = [1.0, 0.5995, 0.3594, 0.2154, 0.1292, 0.0774, 0.0464, 0.0278, 0.0167, 0.01]  # docs/algorithms.md §2
 
 
 # ------------------------------------------------------------------------------------------------------ schedule
