@@ -33,7 +33,6 @@ import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come firs
 from core.config import add_config_arguments, config_overrides, load_config, save_config
 from core.errors import UserError, run_main, warn
 
-STATE_NAME = "basis_state.npz"
 RESULT_PATTERNS = ("results.npz", "results_convergence.npz", "psnr.csv")
 
 
@@ -107,7 +106,7 @@ def main(argv=None) -> int:
 
     from core.rundir import check_output_dir, setup_logging
     from separation import toy
-    from separation.separate import SongTask, run_separation
+    from separation.separate import STATE_NAME, SongTask, run_separation
 
     output = Path(args.output)
     if output.is_dir() and (output / STATE_NAME).is_file() and not args.overwrite:

@@ -243,10 +243,13 @@ def _import_tensorflow_quietly() -> None:
 
 
 def _stop_workers(executor) -> None:
-    """End the worker processes this build started (by their process objects) without waiting for them."""
+    """End the worker processes this build started without waiting for their pieces (the build's only child
+    processes: ``multiprocessing.active_children``)."""
+    import multiprocessing
+
     if executor is None or isinstance(executor, _InlineExecutor):
         return
-    processes = list(getattr(executor, "_processes", {}).values())
+    processes = multiprocessing.active_children()
     executor.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():

@@ -24,6 +24,8 @@ from datasets.preprocessing import from_unit, to_unit
 
 #: estimates of the model are in [0, 1] (NCSN) or [-0.5, 0.5] (Glow): offset added to get [0, 1]
 MODEL_OFFSETS = {"ncsn": 0.0, "glow": 0.5}
+#: the resume state of a separation in its output folder (removed once the separation is done)
+STATE_NAME = "basis_state.npz"
 
 
 @dataclasses.dataclass
@@ -56,7 +58,7 @@ def run_fingerprint(restore_paths: Sequence[str], model: str, data: str, n_mixtu
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _tensorboard_images(output: Path, images: dict[str, np.ndarray], step: int = 0, flip: bool = True) -> None:
+def tensorboard_images(output: Path, images: dict[str, np.ndarray], step: int = 0, flip: bool = True) -> None:
     """Write {tag: (n, h, w, c) values in [0, 1]} as TensorBoard images (spectrograms: low frequencies at the
     bottom)."""
     from core import import_tensorflow
@@ -168,7 +170,7 @@ class SongTask:
             if name in self.song.sources_mel:
                 unit = to_unit(self.song.sources_mel[name][shown], self.config.scale, self.song.params)
                 images[f"ground_truth/{name}"] = np.clip(unit, 0.0, 1.0)[..., np.newaxis]
-        _tensorboard_images(output, images)
+        tensorboard_images(output, images)
         return estimates
 
     def invert_and_score(self, output: Path, result: SeparationResult, algorithm: str, method: str,

@@ -134,7 +134,7 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
         the songs separated by this call (the others were done already).
     """
     from core.config import save_config
-    from separation.separate import SongTask, build_basis, run_fingerprint, run_separation
+    from separation.separate import STATE_NAME, SongTask, build_basis, run_fingerprint, run_separation
 
     logger = logger or logging.getLogger("sepsuite")
     basis = None  # one BASIS for all songs: the priors are loaded and its level loop compiled once per batch shape
@@ -153,7 +153,7 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
             basis = build_basis(task, restore_paths, model)
         key = run_fingerprint(restore_paths, model, str(song_dir.resolve()), task.n_mixtures, batch_size, seed,
                               task.config)
-        result = run_separation(task, restore_paths, model, folder / "basis_state.npz", key, seed=seed,
+        result = run_separation(task, restore_paths, model, folder / STATE_NAME, key, seed=seed,
                                 batch_size=batch_size, progress=progress, logger=logger, basis=basis)
         task.save(folder, result, logger)
         _, scores = task.invert_and_score(folder, result, algorithm, method, logger)
@@ -161,7 +161,7 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
             score_baselines(task.song, names, folder)
         elif baselines:
             warn(f"{song_dir.name} has no source wavs: no baselines")
-        (folder / "basis_state.npz").unlink(missing_ok=True)
+        (folder / STATE_NAME).unlink(missing_ok=True)
         done.append(song_dir)
     return done
 

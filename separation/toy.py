@@ -15,7 +15,7 @@ import numpy as np
 
 from core.config import Config
 from separation.basis import best_permutation_psnr
-from separation.separate import SeparationResult, _tensorboard_images, from_model_units, to_model_units
+from separation.separate import SeparationResult, tensorboard_images, from_model_units, to_model_units
 
 #: mixtures separated by default (the seed's table: 1 000 pairs)
 DEFAULT_PAIRS = 1000
@@ -81,7 +81,7 @@ class ImageTask:
         plot_image_separation(mixture, ordered, self.references, output / "separation.png",
                               title=f"BASIS on {self.dataset}: mean PSNR {values.mean():.2f} dB")
         shown = slice(0, min(8, self.n_mixtures))
-        _tensorboard_images(output, {"mixture": mixture[shown], "estimate/image1": ordered[0, shown],
+        tensorboard_images(output, {"mixture": mixture[shown], "estimate/image1": ordered[0, shown],
                                      "estimate/image2": ordered[1, shown], "ground_truth/image1":
                                      self.references[0, shown], "ground_truth/image2": self.references[1, shown]},
                             flip=False)
