@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from core import import_tensorflow
-from core.config import Config
+from core.config import Config, load_config
 from core.errors import UserError
 from core.training import BEST_DIR, check_trained_config, resolve_checkpoint, restore_model_weights
 from ncsn.networks import ARCHITECTURE_KEYS
@@ -81,11 +81,33 @@ def load_glow_prior(path: str | os.PathLike, config: Config, input_shape: Sequen
     return prior
 
 
+def _training_config(path: str | os.PathLike) -> Config | None:
+    """The config.yml of the run a restore path belongs to (a prior folder, a run, a checkpoint), if it has one."""
+    path = Path(path)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / "config.yml").is_file():
+            return load_config(folder / "config.yml")
+    return None
+
+
 def load_priors(model: str, paths: Sequence[str | os.PathLike], config: Config, input_shape: Sequence[int],
                 sigmas) -> list[Prior]:
-    """One prior per restore path; the same path given twice is loaded once and shared."""
+    """One prior per restore path; the same path given twice is loaded once and shared.
+
+    Raises:
+        UserError: an unknown model, a config (or a prior's training config.yml) with ``use_logit: true`` (BASIS's
+            mixing models work on [0, 1] units, or centred ones for Glow, not on logits), or what the loaders raise.
+    """
     if model not in MODELS:
         raise UserError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
+    if config.use_logit:
+        raise UserError("the config has use_logit: true, but BASIS separates in [0, 1] units (centred for Glow), "
+                        "not logits; use priors trained without use_logit and a config with use_logit: false")
+    for path in paths:
+        trained = _training_config(path)
+        if trained is not None and trained.use_logit:
+            raise UserError(f"{path} was trained with use_logit: true; BASIS separates in [0, 1] units (centred for "
+                            "Glow), not logits: train the prior without use_logit")
     loaded: dict[str, Prior] = {}
     priors = []
     for path in paths:

@@ -206,3 +206,23 @@ def test_psnr_takes_the_better_source_order():
     values, swapped = bs.best_permutation_psnr(estimates, references)
     np.testing.assert_allclose(values, 40.0, atol=1e-9)
     assert swapped.tolist() == [False, True, False]
+
+
+def test_priors_in_logit_units_are_refused_with_one_line(tmp_path):
+    """BASIS's mixing models work on [0, 1] (or centred) units: a logit config or prior is an error, not silent."""
+    import dataclasses
+
+    from conftest import ROOT
+    from core.config import load_config, save_config
+    from core.errors import UserError
+    from separation.priors import load_priors
+
+    shipped = ROOT / "pretrained" / "piano"
+    config = load_config(shipped / "config.yml")
+    with pytest.raises(UserError, match="use_logit: true"):
+        load_priors("ncsn", [shipped], dataclasses.replace(config, use_logit=True, alpha=0.05), (96, 64, 1), None)
+    logit_prior = tmp_path / "logit_piano"
+    shutil.copytree(shipped, logit_prior)
+    save_config(dataclasses.replace(config, use_logit=True, alpha=0.05), logit_prior / "config.yml")
+    with pytest.raises(UserError, match="trained with use_logit: true"):
+        load_priors("ncsn", [logit_prior], config, (96, 64, 1), None)
