@@ -65,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--step_lr", type=float, default=None, help="Langevin step size (default: the priors' config.yml)")
     parser.add_argument("--output", default="data/bench_generalisation", help="work and result folder (default: data/bench_generalisation)")
     parser.add_argument("--shard", default=None, metavar="i/n", help="only the i-th of n prior sets (then table all)")
+    parser.add_argument("--table_only", action="store_true",
+                        help="separate nothing: table what earlier runs (or shards still running) have finished")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -114,18 +116,23 @@ def choose_pieces(kinds, per_kind: int, keys=None) -> list[tuple[str, object]]:
     return chosen
 
 
-def render(pieces, condition: Condition, seconds: float, root: Path) -> list[tuple[str, Path]]:
-    """Render every piece with one timbre condition (skipping those already rendered); (kind, song folder)."""
+def render(pieces, condition: Condition, seconds: float, root: Path,
+           rendered_only: bool = False) -> list[tuple[str, Path]]:
+    """Render every piece with one timbre condition (skipping those already rendered); (kind, song folder).
+    With ``rendered_only``, render nothing and return the pieces already rendered."""
     from datasets import midi_dataset as md
 
     options = md.RenderOptions(piano_timbres=(condition.piano,), violin_timbres=(condition.violin,),
                                max_piece_minutes=seconds / 60.0, part_level_db=-20.0, accompany=True)
-    md.check_render_options(options)
+    if not rendered_only:
+        md.check_render_options(options)
     out = root / "renders" / condition.name.replace(":", "_")
     songs = []
     for kind, piece in pieces:
         split = md.split_of(piece.key, options.test_fraction)
         if not md.piece_is_done(out, split, piece.name):
+            if rendered_only:
+                continue
             result = md.build_piece(piece, str(out), options)
             if result["status"] != "ok":
                 logging.getLogger("sepsuite").warning("skipped %s: %s", piece.key, result["reason"])
@@ -160,6 +167,9 @@ def table_rows(results: dict, songs_by_condition: dict) -> list[dict]:
             for kind, song in songs_by_condition[condition]:
                 kinds.setdefault(kind, []).append(song.name)
             for kind, names in [*kinds.items(), ("all", [n for v in kinds.values() for n in v])]:
+                names = [n for n in names if "BASIS" in by_song.get(n, {})]       # separated and scored
+                if not names:
+                    continue
                 row = {"priors": prior_name, "kind": kind, "timbre": condition, "songs": len(names)}
                 for method in ("BASIS", "mixture", "IRM"):
                     for source in NAMES:
@@ -204,13 +214,13 @@ def main(argv=None) -> int:
     if args.seconds <= 0 or args.songs_per_kind < 1:
         raise UserError("--seconds and --songs_per_kind must be positive")
     index, count = parse_shard(args.shard)
-    mine = list(prior_sets)[index - 1::count]
+    mine = [] if args.table_only else list(prior_sets)[index - 1::count]
     output = Path(args.output)
     logger = setup_logging(output)
     quiet_music21()
     pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
     logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
-    songs_by_condition = {c.name: render(pieces, c, args.seconds, output)
+    songs_by_condition = {c.name: render(pieces, c, args.seconds, output, rendered_only=args.table_only)
                           for c in conditions(args.timbres, args.soundfont, args.pair)}
     results = {}
     for name, folder in prior_sets.items():

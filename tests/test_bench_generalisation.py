@@ -40,6 +40,12 @@ def test_reduced_benchmark_renders_separates_and_tables(tmp_path):
     again = run_script(SCRIPT, "--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6",
                        "--timbres", "csound", "--seconds", "2.5", "--T", "1", "--output", str(out), "--no_progress")
     assert again.returncode == 0 and "done already" in again.stdout + again.stderr
+    # --table_only tables what is there, separating nothing (also for a timbre never rendered)
+    table = run_script(SCRIPT, "--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6",
+                       "--timbres", "csound", "merlin", "--seconds", "2.5", "--output", str(out), "--table_only")
+    assert table.returncode == 0, table.stderr
+    assert json.loads((out / "generalisation.json").read_text()) == rows
+    assert not (out / "renders" / "merlin").exists()
 
 
 def test_bad_prior_sets_are_one_line_errors(tmp_path):

@@ -143,7 +143,9 @@ def test_init_from_starts_a_new_run_from_trained_weights_and_resume_wins(tmp_pat
     ema = EMAWeights(model, 0.5)
     trainer = Trainer(model, lambda batch, training: tf.reduce_sum((model(batch[0]) - batch[1]) ** 2, axis=-1),
                       optimizer, tmp_path / "tuned", global_batch_size=32, ema=ema)
-    state = trainer.fit(regression_data(), regression_data(64, 1), n_epochs=1, init_from=str(tmp_path / "trained"))
+    # (the run's latest checkpoint: the run folder itself would give its best epoch by test loss)
+    state = trainer.fit(regression_data(), regression_data(64, 1), n_epochs=1,
+                        init_from=str(tmp_path / "trained" / LATEST_DIR))
     assert state.epochs_done == 1                                   # epochs count from 0 in the new run
     for got, want in zip(model.weights, w_trained):
         np.testing.assert_array_equal(got.numpy(), want)
@@ -153,5 +155,5 @@ def test_init_from_starts_a_new_run_from_trained_weights_and_resume_wins(tmp_pat
     model.weights[0].assign(model.weights[0] + 1.0)
     trainer.latest.save(checkpoint_number=1)
     _, again = make_trainer(tmp_path / "tuned")
-    again.fit(regression_data(), regression_data(64, 1), n_epochs=1, init_from=str(tmp_path / "trained"))
+    again.fit(regression_data(), regression_data(64, 1), n_epochs=1, init_from=str(tmp_path / "trained" / LATEST_DIR))
     np.testing.assert_array_equal(again.model.weights[0].numpy(), w_trained[0] + 1.0)
