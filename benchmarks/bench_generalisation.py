@@ -141,8 +141,8 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
     return songs
 
 
-def separate(prior_dir: Path, songs, output: Path, seconds: float, T, step_lr, progress: bool) -> dict:
-    """Separate the songs with one prior set; {song name: {method: Scores}}."""
+def separate(prior_dir: Path, songs, output: Path, seconds: float, T, step_lr, progress: bool) -> None:
+    """Separate and score the songs with one prior set (those done already are skipped)."""
     from core.config import load_config
     from separation import song_folders
 
@@ -152,8 +152,15 @@ def separate(prior_dir: Path, songs, output: Path, seconds: float, T, step_lr, p
     paths = [str(prior_dir / name) for name in NAMES]
     folders = [song for _, song in songs]
     song_folders.separate_songs(folders, paths, config, output, NAMES, "ncsn", n_segments, progress=progress)
-    scores = song_folders.collect_scores(output, folders)
-    return {song.name: {m: scores[m][song.name] for m in scores if song.name in scores[m]} for song in folders}
+
+
+def finished_scores(output: Path, songs) -> dict:
+    """{song name: {method: Scores}} of the songs already scored in ``output`` (none if it does not exist)."""
+    from separation import song_folders
+
+    folders = [song for _, song in songs]
+    scores = song_folders.collect_scores(output, folders) if output.is_dir() else {}
+    return {s.name: {m: scores[m][s.name] for m in scores if s.name in scores[m]} for s in folders}
 
 
 def table_rows(results: dict, songs_by_condition: dict) -> list[dict]:
@@ -229,15 +236,9 @@ def main(argv=None) -> int:
             out = output / "separated" / name / condition.replace(":", "_")
             if name in mine:
                 logger.info("priors %s, timbre %s: %d songs", name, condition, len(songs))
-                results[name][condition] = separate(folder, songs, out, args.seconds, args.T, args.step_lr,
-                                                    not args.no_progress)
-            else:                            # another shard's: table what it has finished
-                from separation import song_folders
-
-                folders = [song for _, song in songs]
-                scores = song_folders.collect_scores(out, folders) if out.is_dir() else {}
-                results[name][condition] = {s.name: {m: scores[m][s.name] for m in scores if s.name in scores[m]}
-                                            for s in folders}
+                separate(folder, songs, out, args.seconds, args.T, args.step_lr, not args.no_progress)
+            # this run's separations, or what another shard (or an earlier run) has finished
+            results[name][condition] = finished_scores(out, songs)
     rows = table_rows(results, songs_by_condition)
     pd.DataFrame(rows).to_csv(output / "generalisation.csv", index=False)
     (output / "generalisation.json").write_text(json.dumps(rows, indent=1) + "\n")

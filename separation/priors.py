@@ -24,10 +24,6 @@ tf = import_tensorflow()
 
 MODELS = ("ncsn", "glow")
 
-#: config keys an NCSN checkpoint must share with the separation's config: the network's shape and the noise
-#: levels its conditioning labels stand for
-NCSN_KEYS = ARCHITECTURE_KEYS
-
 
 def load_ncsn_prior(path: str | os.PathLike, config: Config, input_shape: Sequence[int]) -> ScoreNetworkPrior:
     """The score network at ``path``, built from ``config`` (EMA weights when the run kept them).
@@ -39,7 +35,7 @@ def load_ncsn_prior(path: str | os.PathLike, config: Config, input_shape: Sequen
     from ncsn.checkpoints import restore_score_network
 
     _, run = resolve_checkpoint(path)
-    check_trained_config(path, run, config, NCSN_KEYS)
+    check_trained_config(path, run, config, ARCHITECTURE_KEYS)  # network shape, noise levels
     model, _ = restore_score_network(path, config, tuple(input_shape))
     return ScoreNetworkPrior(model)
 
