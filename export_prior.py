@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
+from core.config import CONFIG_NAME
 from core.errors import UserError, run_main
 
 
@@ -39,12 +39,12 @@ def main(argv=None) -> int:
     tf = import_tensorflow()
     prefix, run = resolve_checkpoint(args.run)
     model, _ = restore_score_network(args.run, use_ema=args.weights == "ema")
-    output = check_output_dir(args.output, args.overwrite, ("checkpoint", "*.index", "config.yml"))
+    output = check_output_dir(args.output, args.overwrite, ("checkpoint", "*.index", CONFIG_NAME))
     if args.overwrite and (output / BEST_DIR).is_dir():
         shutil.rmtree(output / BEST_DIR)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(output / BEST_DIR), max_to_keep=1)
     saved = manager.save()
-    shutil.copyfile(run / "config.yml", output / "config.yml")
+    shutil.copyfile(run / CONFIG_NAME, output / CONFIG_NAME)
     if (run / "out.log").is_file():
         shutil.copyfile(run / "out.log", output / "training.log")
     size = sum(p.stat().st_size for p in (output / BEST_DIR).iterdir())

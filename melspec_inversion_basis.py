@@ -23,15 +23,14 @@ from pathlib import Path
 import core  # noqa: F401  (quiets TensorFlow's C++ logging before anything imports it)
 import numpy as np
 
+from core import spectral
 from core.errors import UserError, run_main, warn
 from core.rundir import check_output_dir, setup_logging
 from datasets.data_loader import load_song
-from datasets.preprocessing import SpectrogramParams, write_audio
+from core.spectral import SpectrogramParams
+from datasets.preprocessing import write_audio
 from separation import evaluation, figures, inversion
-from separation.results import invert_results, load_results
-
-RESULT_PATTERNS = ("*.wav", evaluation.JSON_NAME, evaluation.CSV_NAME, "*.png")
-
+from separation.results import RESULTS_NAME, invert_results, load_results
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -42,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("dirpath", metavar="DIRPATH", help="folder holding results.npz")
     parser.add_argument("--algorithm", choices=("griffin", "reuse_phase"), default="reuse_phase",
                         help="phase of the estimates: Griffin-Lim, or the mixture's phase (needs the mixture)")
-    parser.add_argument("--method", choices=inversion.METHODS, default="frame",
+    parser.add_argument("--method", choices=spectral.METHODS, default="frame",
                         help="frame: each 2.04 s segment on its own, cross-faded at the seams; whole: all segments "
                              "as one STFT inverted once")
     parser.add_argument("--wiener_filter", action="store_true",
@@ -58,14 +57,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output folder, relative to DIRPATH (default inverse_<algorithm>_<method>"
                              "[_wiener_filter])")
     parser.add_argument("--overwrite", action="store_true", help="write over an earlier inversion in that folder")
-    parser.add_argument("--n_iter", type=int, default=inversion.DEFAULT_GL_ITER, metavar="N",
+    parser.add_argument("--n_iter", type=int, default=spectral.DEFAULT_GL_ITER, metavar="N",
                         help="Griffin-Lim iterations")
     parser.add_argument("--griffin_init", choices=inversion.GRIFFIN_INITS, default="random",
                         help="Griffin-Lim's starting phase: random (the seed's, librosa's) or the mixture's "
                              "(needs the mixture; output folder name gets _mixture_init)")
     parser.add_argument("--scale", choices=("dB", "power"), default="dB",
                         help="what the spectrograms of results.npz hold")
-    parser.add_argument("--seam_overlap", type=int, default=inversion.DEFAULT_SEAM_OVERLAP,
+    parser.add_argument("--seam_overlap", type=int, default=spectral.DEFAULT_SEAM_OVERLAP,
                         help="frame method: samples each segment reaches into its neighbours (crossfade half-length;"
                              " 0 = the seed's plain concatenation)")
     return parser.parse_args(argv)
@@ -87,7 +86,7 @@ def main(argv=None) -> int:
     dirpath = Path(args.dirpath)
     if not dirpath.is_dir():
         raise UserError(f"{dirpath} is not a folder: give the folder holding results.npz")
-    results = load_results(dirpath / "results.npz", params, args.scale)
+    results = load_results(dirpath / RESULTS_NAME, params, args.scale)
     seg = params.segment_samples
     padded_length = results.n_segments * seg
 
@@ -129,7 +128,7 @@ def main(argv=None) -> int:
 
     name = args.output or (f"inverse_{args.algorithm}_{args.method}" + ("_wiener_filter" if args.wiener_filter else "")
                            + ("_mixture_init" if args.griffin_init == "mixture" else ""))
-    output = check_output_dir(dirpath / name, args.overwrite, RESULT_PATTERNS)
+    output = check_output_dir(dirpath / name, args.overwrite, evaluation.SCORED_AUDIO_PATTERNS)
     logger = setup_logging(output)
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info("%s: %d sources (%s), %d segments, %.2f s; algorithm %s, method %s", results.path,

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
-from core.config import add_config_arguments, config_overrides, load_config
+from core.config import CONFIG_NAME, add_config_arguments, config_overrides, load_config
 from core.errors import UserError, run_main
 from core.rundir import check_output_dir
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     from ncsn.schedule import sigmas_from_config
 
     prefix, run = resolve_checkpoint(args.restore_path)
-    config_file = args.config or (run / "config.yml")
+    config_file = args.config or (run / CONFIG_NAME)
     if not Path(config_file).is_file():
         raise UserError(f"no config.yml in {run}; pass --config with the config the network was trained with")
     config = load_config(config_file, config_overrides(args), required=("n_filters",))
@@ -85,15 +85,15 @@ def main(argv=None) -> int:
         np.save(output / "samples.npy", unit.astype(np.float32))
         plot_grid(unit, output / "samples.png")
     else:
+        from core.spectral import mel_to_audio
         from datasets.preprocessing import write_audio
-        from separation.inversion import invert_mel
 
         params = config.spectrogram_params()
         mel = from_unit(unit[..., 0], config.scale, params).astype(np.float32)  # (n, n_mels, n_frames)
         np.save(output / "samples.npy", mel)
         plot_grid(mel if config.scale == "dB" else 10 * np.log10(np.maximum(mel, params.power_min)),
                   output / "samples.png", params)
-        audio = invert_mel(mel[:, np.newaxis], params, algorithm="griffin", scale=config.scale)
+        audio = mel_to_audio(mel[:, np.newaxis], params, scale=config.scale)
         for index, waveform in enumerate(audio):
             write_audio(output / f"sample_{index}.wav", waveform, params.sample_rate)
     print(f"wrote {args.n_samples} samples to {output}")

@@ -21,15 +21,14 @@ from pathlib import Path
 import core  # noqa: F401  (quiets TensorFlow's C++ logging before anything imports it)
 import numpy as np
 
+from core import spectral
 from core.errors import UserError, run_main, warn
 from core.rundir import check_output_dir, setup_logging
 from datasets.data_loader import load_song
-from datasets.preprocessing import SpectrogramParams, audio_to_mel_segments, write_audio
+from core.spectral import SpectrogramParams, audio_to_mel_segments
+from datasets.preprocessing import write_audio
 from separation import evaluation, figures, inversion
 from separation.oracles import ORACLES, oracle_separation
-
-RESULT_PATTERNS = ("*.wav", evaluation.JSON_NAME, evaluation.CSV_NAME, "*.png")
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -48,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="keep only the first N segments of 2.04 s (as a BASIS run on part of a song)")
     parser.add_argument("--mel_algorithm", choices=inversion.ALGORITHMS, default="wiener",
                         help="MEL: how the true mel spectrograms are inverted")
-    parser.add_argument("--mel_method", choices=inversion.METHODS, default="frame",
+    parser.add_argument("--mel_method", choices=spectral.METHODS, default="frame",
                         help="MEL: frame or whole inversion")
     return parser.parse_args(argv)
 
@@ -63,7 +62,7 @@ def main(argv=None) -> int:
     if missing:
         raise UserError(f"{args.song_dir} has no {', '.join(m + '.wav' for m in missing)}: oracles need every "
                         "source's audio (or name the sources there with --sources)")
-    output = check_output_dir(args.output, args.overwrite, RESULT_PATTERNS)
+    output = check_output_dir(args.output, args.overwrite, evaluation.SCORED_AUDIO_PATTERNS)
     logger = setup_logging(output)
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info("song %s: %.2f s, sources %s", args.song_dir, song.n_samples / params.sample_rate,

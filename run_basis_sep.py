@@ -30,11 +30,8 @@ import sys
 from pathlib import Path
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
-from core.config import add_config_arguments, config_overrides, load_config, save_config
+from core.config import CONFIG_NAME, add_config_arguments, config_overrides, load_config, save_config
 from core.errors import UserError, run_main, warn
-
-RESULT_PATTERNS = ("results.npz", "results_convergence.npz", "psnr.csv")
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -106,13 +103,14 @@ def main(argv=None) -> int:
 
     from core.rundir import check_output_dir, setup_logging
     from separation import toy
-    from separation.separate import STATE_NAME, SongTask, run_separation
+    from separation.results import CONVERGENCE_NAME, RESULTS_NAME
+    from separation.separate import STATE_NAME, SongTask, separate_song
 
     output = Path(args.output)
     if output.is_dir() and (output / STATE_NAME).is_file() and not args.overwrite:
         pass  # an unfinished run of this output: resume (its settings are checked against the state)
     else:
-        output = check_output_dir(output, args.overwrite, RESULT_PATTERNS)
+        output = check_output_dir(output, args.overwrite, (RESULTS_NAME, CONVERGENCE_NAME, toy.PSNR_NAME))
         if args.overwrite and (output / STATE_NAME).is_file():
             (output / STATE_NAME).unlink()  # --overwrite starts again: the old resume state is not used
     if args.song_dir:
@@ -121,18 +119,14 @@ def main(argv=None) -> int:
         task = toy.image_task(args.dataset, config, args.n_mixed or toy.DEFAULT_PAIRS, args.model)
     config = task.config
     logger = setup_logging(output)
-    save_config(config, output / "config.yml")
+    save_config(config, output / CONFIG_NAME)
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info(task.description)
 
-    result = run_separation(task, args.restore_paths, args.model, output / STATE_NAME,
-                            fingerprint(args, config, task.n_mixtures), seed=args.seed,
-                            batch_size=args.batch_segments, mixing_name=args.mixing, init=args.init,
-                            jit_compile=args.xla, progress=not args.no_progress, logger=logger)
-    task.save(output, result, logger)
-    if args.song_dir and args.inverse:
-        task.invert_and_score(output, result, args.algorithm, args.method, logger)
-    (output / STATE_NAME).unlink(missing_ok=True)
+    separate_song(task, args.restore_paths, args.model, output, fingerprint(args, config, task.n_mixtures),
+                  seed=args.seed, batch_size=args.batch_segments, mixing_name=args.mixing, init=args.init,
+                  jit_compile=args.xla, invert=args.inverse, algorithm=args.algorithm, method=args.method,
+                  progress=not args.no_progress, logger=logger)
     logger.info("wrote %s", output)
     return 0
 

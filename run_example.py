@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import core  # noqa: F401
+from core.config import CONFIG_NAME
 from core.errors import UserError, run_main
 
 ROOT = Path(__file__).resolve().parent
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
 
     md.check_renderer(md.DEFAULT_SOUNDFONT)  # set-up could not install FluidSynth: one line saying what to install
     for prior in PRIORS:
-        if not (prior / "config.yml").is_file() or not (prior / "tf_ckpts" / "checkpoint").is_file():
+        if not (prior / CONFIG_NAME).is_file() or not (prior / "tf_ckpts" / "checkpoint").is_file():
             raise UserError(f"the shipped prior {prior} is missing (config.yml and tf_ckpts/): restore it with "
                             "'git checkout -- pretrained' or retrain it (README, 'Shipped priors')")
     start = time.perf_counter()
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     from separation.figures import plot_score_boxes
 
     overrides = {"T": args.T} if args.T else {}
-    config = load_config(PRIORS[0] / "config.yml", overrides, required=("n_filters",))
+    config = load_config(PRIORS[0] / CONFIG_NAME, overrides, required=("n_filters",))
     logger = setup_logging(output)
     song_folders.separate_songs([song], [str(p) for p in PRIORS], config, output, progress=not args.no_progress,
                                 logger=logger)

@@ -10,7 +10,7 @@ audio for spectrograms) every `sample_every` epochs. Every config key can be giv
 from __future__ import annotations
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
-from core.cli import prepare_training, training_parser
+from datasets.training_run import prepare_training, training_parser
 from core.errors import run_main
 
 

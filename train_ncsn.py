@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
-from core.cli import prepare_training, training_parser
+from datasets.training_run import prepare_training, training_parser
 from core.errors import run_main
 
 

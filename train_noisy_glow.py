@@ -10,7 +10,7 @@ tf_ckpts/ is what run_basis_sep.py restores). Re-running resumes at the first un
 from __future__ import annotations
 
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
-from core.cli import prepare_training, training_parser
+from datasets.training_run import prepare_training, training_parser
 from core.errors import UserError, run_main
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
-"""Benchmark: ``bss_eval_v4.bss_eval`` against museval 0.4.1 (and fast_bss_eval 0.1.4 where it applies).
+"""Benchmark: ``separation.bss_eval.bss_eval`` (``bss_eval_v4.py`` re-exports it) against museval 0.4.1 (and
+fast_bss_eval 0.1.4 where it applies).
 
 museval and fast_bss_eval live in virtual environments of their own (museval is not a dependency of the suite;
 fast_bss_eval 0.1.4 fails on NumPy 2, so it needs an older NumPy). Create them once::
@@ -17,6 +18,7 @@ Configurations (deterministic music-like signals: harmonic notes with envelopes 
 own ambience per channel; estimates = filtered source + leakage of the others + noise, soft-clipped):
 
 * ``mono16k``: 2 sources, mono, 16 kHz, 60 s; v4 with 1 s windows and hop (``museval.evaluate``'s setting);
+  ``mono16k30`` the same on 30 s (a separated song's length);
 * ``stereo44k``: 4 sources, stereo, 44.1 kHz, 30 s; v4 with 1 s windows and hop;
 * ``sources``: 3 sources, mono, 16 kHz, 20 s, shuffled estimates; ``bss_eval_sources`` on the whole signal with
   the permutation (museval's ``bss_eval_sources``), the one setting that fast_bss_eval also computes.
@@ -55,6 +57,8 @@ SETUP = """set-up, once (separate virtual environments; the suite itself does no
 CONFIGS = {
     "mono16k": dict(n_sources=2, n_channels=1, rate=16000, seconds=60.0, window_s=1.0, shuffle=False,
                     sources_version=False),
+    "mono16k30": dict(n_sources=2, n_channels=1, rate=16000, seconds=30.0, window_s=1.0, shuffle=False,
+                      sources_version=False),
     "stereo44k": dict(n_sources=4, n_channels=2, rate=44100, seconds=30.0, window_s=1.0, shuffle=False,
                       sources_version=False),
     "sources": dict(n_sources=3, n_channels=1, rate=16000, seconds=20.0, window_s=None, shuffle=True,
@@ -71,8 +75,8 @@ WORKER = textwrap.dedent("""
     references, estimates = data["references"], data["estimates"]
     if implementation == "ours":
         sys.path.insert(0, root)
-        import bss_eval_v4
-        run = lambda: bss_eval_v4.bss_eval(references, estimates, **kwargs)
+        from separation import bss_eval
+        run = lambda: bss_eval.bss_eval(references, estimates, **kwargs)
     elif implementation == "museval":
         spec = importlib.util.find_spec("museval")
         path = list(spec.submodule_search_locations)[0] + "/metrics.py"

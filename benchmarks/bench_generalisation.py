@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core  # noqa: E402,F401  (quiets TensorFlow's start-up logging)
+from core.config import CONFIG_NAME  # noqa: E402
 from core.errors import UserError, run_main  # noqa: E402
 
 KINDS = {"chorales": ("bach",), "quartets": ("beethoven", "haydn", "mozart"), "tunes": ("ryansMammoth",)}
@@ -147,7 +148,7 @@ def separate(prior_dir: Path, songs, output: Path, seconds: float, T, step_lr, p
     from separation import song_folders
 
     overrides = {k: v for k, v in (("T", T), ("step_lr", step_lr)) if v is not None}
-    config = load_config(prior_dir / "piano" / "config.yml", overrides)
+    config = load_config(prior_dir / "piano" / CONFIG_NAME, overrides)
     n_segments = max(1, math.ceil(seconds * config.sample_rate / config.segment_samples - 1e-9))
     paths = [str(prior_dir / name) for name in NAMES]
     folders = [song for _, song in songs]
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
         if not sep or not name or not folder:
             raise UserError(f"--priors {item!r} is not NAME=DIR (e.g. new=pretrained)")
         for source in NAMES:
-            if not (Path(folder) / source / "config.yml").is_file():
+            if not (Path(folder) / source / CONFIG_NAME).is_file():
                 raise UserError(f"--priors {item}: {Path(folder) / source} is not a prior folder with config.yml")
         prior_sets[name] = Path(folder)
     if args.seconds <= 0 or args.songs_per_kind < 1:

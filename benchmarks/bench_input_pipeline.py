@@ -31,7 +31,8 @@ import core  # noqa: E402,F401  (quiets TensorFlow's C++ logging; must come befo
 import numpy as np  # noqa: E402
 
 from datasets.data_loader import Scaling, check_tfrecords, list_tfrecords, make_dataset  # noqa: E402
-from datasets.preprocessing import SpectrogramParams, write_tfrecord  # noqa: E402
+from core.spectral import SpectrogramParams  # noqa: E402
+from datasets.preprocessing import write_tfrecord  # noqa: E402
 
 GOAL = 5000.0  # spectrograms per second
 

@@ -46,8 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402,F401  (quiets TensorFlow's C++ logging; nothing here imports TF)
 import numpy as np  # noqa: E402
 
+from core import spectral  # noqa: E402
 from datasets.data_loader import load_song  # noqa: E402
-from datasets.preprocessing import SpectrogramParams, db_to_power, write_audio  # noqa: E402
+from core.spectral import SpectrogramParams, db_to_power  # noqa: E402
+from datasets.preprocessing import write_audio  # noqa: E402
 from separation import evaluation, inversion  # noqa: E402
 
 SPEEDUP_GOAL = 10.0
@@ -128,8 +130,8 @@ def main() -> None:
     inversion.invert_mel(mel_db[:, :1], params, "wiener", mixture_audio=song.mix_audio[:seg], n_samples=seg)
     librosa_segment(mel_db[0, 0], params)
 
-    combos = [(a, m, "random") for a in inversion.ALGORITHMS for m in inversion.METHODS]
-    extra = [("griffin", m, "mixture") for m in inversion.METHODS]  # Griffin-Lim started from the mixture's phase
+    combos = [(a, m, "random") for a in inversion.ALGORITHMS for m in spectral.METHODS]
+    extra = [("griffin", m, "mixture") for m in spectral.METHODS]  # Griffin-Lim started from the mixture's phase
     shared = []  # the six methods from one NNLS (mel_to_magnitude once, then invert_magnitude six times)
     times = {combo: [] for combo in combos + extra}
     outputs = {combo: [] for combo in combos + extra}
@@ -143,7 +145,7 @@ def main() -> None:
                                                            seed=repeat, griffin_init=combo[2]))
                 times[combo].append(time.perf_counter() - start)
             start = time.perf_counter()
-            magnitude = inversion.mel_to_magnitude(db_to_power(mel_db), params)
+            magnitude = spectral.mel_to_magnitude(db_to_power(mel_db), params)
             for combo in combos:
                 inversion.invert_magnitude(magnitude, params, combo[0], combo[1], n_samples=song.n_samples,
                                            mixture_audio=song.mix_audio, seed=repeat)
@@ -168,12 +170,12 @@ def main() -> None:
         return np.array([[sdr(references[k, :length], e[k, :length]) for k in range(len(SOURCES))]
                          for e in estimates])
 
-    true_magnitude = np.abs(inversion.stft(references[:, :n_lib * seg].astype(np.float64), params))
+    true_magnitude = np.abs(spectral.stft(references[:, :n_lib * seg].astype(np.float64), params))
 
     def spectral_convergence(estimates: list) -> float:
         """Mean over runs and sources of || |STFT(s_hat)| - |STFT(s)| || / || |STFT(s)| || on the first segments
         (phase-blind: how close the estimate's spectrogram is to the true one)."""
-        values = [np.linalg.norm(np.abs(inversion.stft(e[k, :n_lib * seg].astype(np.float64), params))
+        values = [np.linalg.norm(np.abs(spectral.stft(e[k, :n_lib * seg].astype(np.float64), params))
                                  - true_magnitude[k]) / np.linalg.norm(true_magnitude[k])
                   for e in estimates for k in range(len(SOURCES))]
         return float(np.mean(values))

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core  # noqa: E402,F401  (quiets TensorFlow's C++ logging; imported before anything pulls TF in)
 import numpy as np  # noqa: E402
 
-from datasets.preprocessing import (SpectrogramParams, audio_to_mel_segments, load_audio,  # noqa: E402
-                                    segment_audio, write_audio)
+from core.spectral import SpectrogramParams, audio_to_mel_segments, segment_audio  # noqa: E402
+from datasets.preprocessing import load_audio, write_audio  # noqa: E402
 
 SPEEDUP_GOAL = 4.0       # suite vs seed, spectrogram computation
 ACCURACY_GOAL_DB = 0.01  # max |suite - seed| over bins above the floor

@@ -30,6 +30,10 @@ import yaml
 from core.errors import UserError
 
 
+#: the resolved config of a run, in every run folder and prior folder
+CONFIG_NAME = "config.yml"
+
+
 def _field(default, help: str, choices: tuple | None = None):
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
@@ -99,8 +103,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def spectrogram_params(self):
-        """The :class:`datasets.preprocessing.SpectrogramParams` these settings describe."""
-        from datasets.preprocessing import SpectrogramParams
+        """The :class:`core.spectral.SpectrogramParams` these settings describe."""
+        from core.spectral import SpectrogramParams
 
         return SpectrogramParams(sample_rate=self.sample_rate, segment_samples=self.segment_samples,
                                  n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from core import import_tensorflow
+from core.config import CONFIG_NAME
 from core.errors import UserError
 
 tf = import_tensorflow()
@@ -323,11 +324,11 @@ def check_trained_config(path, run: Path, config, keys: tuple) -> None:
     Raises:
         UserError: a key differs; the message names the restore path and both values.
     """
-    if not (Path(run) / "config.yml").is_file():
+    if not (Path(run) / CONFIG_NAME).is_file():
         return
     from core.config import load_config
 
-    trained = load_config(Path(run) / "config.yml")
+    trained = load_config(Path(run) / CONFIG_NAME)
     for key in keys:
         if getattr(trained, key) != getattr(config, key):
             raise UserError(f"{path} was trained with {key}={getattr(trained, key)}, the config says "

@@ -22,8 +22,8 @@ import numpy as np
 
 from core import import_tensorflow
 from core.errors import UserError, warn
-from datasets.preprocessing import (SpectrogramParams, load_audio, mel_spectrogram_segments, segment_audio,
-                                    tfrecord_features, to_unit)
+from core.spectral import SpectrogramParams, mel_spectrogram_segments, segment_audio
+from datasets.preprocessing import load_audio, tfrecord_features, to_unit
 
 SPLITS = ("train", "test")
 
@@ -108,11 +108,15 @@ def check_tfrecords(files: Sequence[str | os.PathLike], shape: Optional[tuple[in
 
 @dataclasses.dataclass(frozen=True)
 class Scaling:
-    """How stored spectrograms become model inputs.
+    """Model units, the one definition: how stored spectrograms become what a network sees, and back.
 
-    scale: "dB" or "power" (what the records hold); centered: shift [0,1] to [-0.5, 0.5] (Glow);
-    logit_alpha: if set, x -> logit(alpha + (1 - 2 alpha) x) (RealNVP-style); dequantization_noise: width of
-    uniform noise added in [0,1] units, x -> (x + noise * U(0,1)) / (1 + noise).
+    dB (or power) -> [0, 1] *unit* values (:func:`datasets.preprocessing.to_unit`, clipped) -> *model units*:
+    unit values as they are (score networks), centred on 0, ``x - 0.5`` (flows: ``centered``), or
+    ``logit(alpha + (1 - 2 alpha) x)`` (RealNVP-style: ``logit_alpha``). Training, BASIS and its mixing models all
+    take their units from here.
+
+    scale: "dB" or "power" (what the records hold); dequantization_noise: width of uniform noise added in [0,1]
+    units during training, x -> (x + noise * U(0,1)) / (1 + noise).
     """
 
     scale: str = "dB"
@@ -120,6 +124,25 @@ class Scaling:
     logit_alpha: Optional[float] = None
     dequantization_noise: float = 0.0
     params: SpectrogramParams = SpectrogramParams()
+
+    @classmethod
+    def from_config(cls, config, centered: bool, dequantization: bool = True) -> "Scaling":
+        """The units of a model trained (or separating) with ``config`` (``use_logit``, ``alpha``, scale, noise)."""
+        return cls(scale=config.scale, centered=centered, logit_alpha=config.alpha if config.use_logit else None,
+                   dequantization_noise=config.dequantization_noise if dequantization else 0.0,
+                   params=config.spectrogram_params())
+
+    @property
+    def offset(self) -> float:
+        """What :meth:`to_model` subtracts from unit values (0.5 centred, 0 otherwise); not defined for logits.
+
+        Raises:
+            UserError: logit units, which are not a shift of [0, 1] (BASIS's mixing models need a shift).
+        """
+        if self.logit_alpha is not None:
+            raise UserError("these model units are logits (use_logit: true), not a shift of [0, 1] values; BASIS's "
+                            "mixing models need priors trained without use_logit")
+        return 0.5 if self.centered else 0.0
 
     def __call__(self, spectrograms, seed=None):
         """(batch, height, width) dB or power -> (batch, height, width, 1) float32 model inputs (tf)."""
@@ -129,16 +152,40 @@ class Scaling:
         return self.finish(unit[..., tf.newaxis], seed)
 
     def finish(self, unit, seed=None):
-        """[0, 1] values (any shape, tf) -> model inputs: dequantisation noise, then logit or centring."""
-        tf = import_tensorflow()
-
+        """[0, 1] values (any shape, tf) -> model inputs: dequantisation noise, then :meth:`to_model`."""
         if self.dequantization_noise > 0:
+            tf = import_tensorflow()
             noise = tf.random.uniform(tf.shape(unit), dtype=unit.dtype, seed=seed)
             unit = (unit + self.dequantization_noise * noise) / (1.0 + self.dequantization_noise)
+        return self.to_model(unit)
+
+    def to_model(self, unit):
+        """[0, 1] unit values -> model units, any shape; numpy arrays stay float32 numpy, tensors stay tensors."""
+        numpy = isinstance(unit, (np.ndarray, float, int))
+        if numpy:
+            unit = np.asarray(unit, np.float32)
         if self.logit_alpha is not None:
             squeezed = self.logit_alpha + (1.0 - 2.0 * self.logit_alpha) * unit
+            if numpy:
+                return (np.log(squeezed) - np.log1p(-squeezed)).astype(np.float32)
+            tf = import_tensorflow()
             return tf.math.log(squeezed) - tf.math.log1p(-squeezed)
-        return unit - 0.5 if self.centered else unit
+        shifted = unit - 0.5 if self.centered else unit
+        return shifted.astype(np.float32) if numpy else shifted
+
+    def from_model(self, values):
+        """Model units -> [0, 1] unit values, clipped (samplers may step slightly outside); numpy or tf."""
+        numpy = isinstance(values, (np.ndarray, float, int))
+        if numpy:
+            values = np.asarray(values, np.float32)
+        if self.logit_alpha is not None:
+            squashed = 1.0 / (1.0 + np.exp(-values)) if numpy else import_tensorflow().math.sigmoid(values)
+            unit = (squashed - self.logit_alpha) / (1.0 - 2.0 * self.logit_alpha)
+        else:
+            unit = values + 0.5 if self.centered else values
+        if numpy:
+            return np.clip(unit, 0.0, 1.0).astype(np.float32)
+        return import_tensorflow().clip_by_value(unit, 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)

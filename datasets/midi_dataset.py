@@ -39,7 +39,8 @@ from core.errors import UserError, warn
 from datasets import timbres
 from datasets.corpus import (DEFAULT_COMPOSERS, SAME_MELODY_GROUPS, CorpusPiece, find_corpus_pieces,  # noqa: F401
                              list_corpus_pieces, piece_name, split_of, visit_order)
-from datasets.preprocessing import SpectrogramParams, audio_to_mel_segments, write_tfrecord
+from core.spectral import SpectrogramParams, audio_to_mel_segments
+from datasets.preprocessing import write_tfrecord
 from datasets.rendering import (DEFAULT_SOUNDFONT, INSTALL_HINT, check_renderer, int16_to_float,  # noqa: F401
                                 mix_sources, render_midi, render_part)
 from datasets.scores import (PIANO_PROGRAM, VIOLIN_PROGRAM, SkipPiece, load_score, one_line,  # noqa: F401

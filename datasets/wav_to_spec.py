@@ -23,8 +23,8 @@ from tqdm import tqdm  # noqa: E402
 from core import import_tensorflow  # noqa: E402
 from core.errors import UserError, run_main, warn  # noqa: E402
 from core.rundir import check_output_dir  # noqa: E402
-from datasets.preprocessing import (SpectrogramParams, audio_to_mel_segments, find_audio_files,  # noqa: E402
-                                    load_audio, write_tfrecord)
+from core.spectral import SpectrogramParams, audio_to_mel_segments  # noqa: E402
+from datasets.preprocessing import find_audio_files, load_audio, write_tfrecord  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from core.cli import TrainingRun
+from datasets.training_run import TrainingRun
 from core.training import Trainer, TrainState, make_optimizer, tf
 
 
@@ -53,15 +53,15 @@ def sample_writer(flow, run: TrainingRun, n_samples: int = 8, temperature: float
         if not config.sample_every or epoch % config.sample_every:
             return
         samples = flow.sample(n_samples, temperature=temperature, seed=epoch)
-        unit = tf.clip_by_value(samples + 0.5, 0.0, 1.0)  # flows see [-0.5, 0.5]
+        unit = run.scaling.from_model(samples)  # flows see centred [-0.5, 0.5] (or logit) units
         tf.summary.image("samples", unit[:, ::-1] if spectrograms else unit, max_outputs=n_samples)
         if spectrograms:
+            from core.spectral import mel_to_audio
             from datasets.preprocessing import from_unit
-            from separation.inversion import invert_mel
 
             params = config.spectrogram_params()
             mel = from_unit(unit.numpy()[..., 0], config.scale, params)
-            audio = invert_mel(mel[:, None], params, algorithm="griffin", scale=config.scale, n_iter=16)
+            audio = mel_to_audio(mel[:, None], params, scale=config.scale, n_iter=16)
             tf.summary.audio("samples", audio[..., None], sample_rate=params.sample_rate, max_outputs=n_samples)
 
     return write

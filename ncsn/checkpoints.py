@@ -14,7 +14,7 @@ import os
 from typing import Optional
 
 from core import import_tensorflow
-from core.config import Config, load_config
+from core.config import CONFIG_NAME, Config, load_config
 from core.errors import UserError
 from core.training import resolve_checkpoint
 
@@ -39,7 +39,7 @@ def restore_score_network(path: str | os.PathLike, config: Optional[Config] = No
 
     prefix, run = resolve_checkpoint(path)
     if config is None:
-        config_path = run / "config.yml"
+        config_path = run / CONFIG_NAME
         if not config_path.is_file():
             raise UserError(f"no config.yml in {run} next to the checkpoint; pass --config with the run's config")
         config = load_config(config_path, required=("n_filters",))

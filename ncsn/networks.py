@@ -189,16 +189,21 @@ class ResidualBlock(keras.layers.Layer):
         return skip + h
 
 
-class ResidualConvUnit(keras.layers.Layer):
-    """RefineNet's residual conv unit: x + (norm, ELU, 3x3 conv) x n_stages; channels unchanged.
-
-    Call: ``unit(x, labels)``: (batch, h, w, c) -> (batch, h, w, c).
-    """
+class _NormConvStages(keras.layers.Layer):
+    """``n_stages`` pairs of a conditional norm and a 3x3 conv to ``channels`` (``self.norms[i]``, ``self.convs[i]``,
+    named ``norm<i>`` / ``conv<i>``), the parts of RefineNet's blocks below."""
 
     def __init__(self, channels: int, norm: NormFactory, n_stages: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.norms = [norm(f"norm{i}") for i in range(n_stages)]
         self.convs = [_conv(channels, name=f"conv{i}") for i in range(n_stages)]
+
+
+class ResidualConvUnit(_NormConvStages):
+    """RefineNet's residual conv unit: x + (norm, ELU, 3x3 conv) x n_stages; channels unchanged.
+
+    Call: ``unit(x, labels)``: (batch, h, w, c) -> (batch, h, w, c).
+    """
 
     def call(self, x, labels):
         h = x
@@ -207,7 +212,7 @@ class ResidualConvUnit(keras.layers.Layer):
         return x + h
 
 
-class MultiResolutionFusion(keras.layers.Layer):
+class MultiResolutionFusion(_NormConvStages):
     """RefineNet's fusion: each path through norm and a 3x3 conv to ``out_channels``, resized (bilinear) to the first
     path's height and width, and summed.
 
@@ -215,9 +220,7 @@ class MultiResolutionFusion(keras.layers.Layer):
     """
 
     def __init__(self, n_paths: int, out_channels: int, norm: NormFactory, **kwargs):
-        super().__init__(**kwargs)
-        self.norms = [norm(f"norm{j}") for j in range(n_paths)]
-        self.convs = [_conv(out_channels, name=f"conv{j}") for j in range(n_paths)]
+        super().__init__(out_channels, norm, n_paths, **kwargs)
 
     def call(self, paths, labels):
         total = None
@@ -227,17 +230,12 @@ class MultiResolutionFusion(keras.layers.Layer):
         return total
 
 
-class ChainedResidualPooling(keras.layers.Layer):
+class ChainedResidualPooling(_NormConvStages):
     """RefineNet's chained residual pooling: x = ELU(x); then n_stages times
     path = conv3x3(avg_pool5x5_stride1(norm(path))), x = x + path.
 
     Call: ``pooling(x, labels)``: (batch, h, w, c) -> (batch, h, w, c).
     """
-
-    def __init__(self, channels: int, norm: NormFactory, n_stages: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.norms = [norm(f"norm{i}") for i in range(n_stages)]
-        self.convs = [_conv(channels, name=f"conv{i}") for i in range(n_stages)]
 
     def call(self, x, labels):
         x = tf.nn.elu(x)

@@ -26,7 +26,7 @@ import numpy as np
 
 from core import import_tensorflow
 from core.errors import UserError
-from datasets.preprocessing import SpectrogramParams
+from core.spectral import SpectrogramParams
 from ncsn.sampling import SamplingDiverged, as_seed, describe_step, langevin_steps
 from ncsn.schedule import langevin_step_sizes
 

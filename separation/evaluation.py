@@ -1,9 +1,10 @@
-"""BSS Eval v4 scores of separated sources: computing them, printing them, storing them as museval does.
+"""BSS Eval v4 scores of separated sources: scoring a separation, and finding and collecting its score files.
 
-Everything goes through the suite's ``bss_eval_v4.py``: the metrics (``evaluate``, museval's API and return order
-SDR, ISR, SIR, SAR, each ``(n_sources, n_frames)`` dB; docs/algorithms.md §6; :func:`_bss_eval_v4` is the only call), the
-storage (``TrackScores``: ``metrics.json`` in museval's layout, NaN written as ``NaN``, and ``metrics.csv``, one row
-per target, metric and frame) and the field's summary (``aggregate``: median over the frames that are not NaN).
+Everything goes through the suite's BSS Eval library :mod:`separation.bss_eval`: the metrics (``evaluate``,
+museval's API and return order SDR, ISR, SIR, SAR, each ``(n_sources, n_frames)`` dB; docs/algorithms.md §6;
+:func:`_bss_eval_v4` is the only call), the one score class (:class:`~separation.bss_eval.Scores`:
+``metrics.json`` in museval's layout, NaN written as ``NaN``, and ``metrics.csv``, one row per target, metric and
+frame) and the field's summary (median over the frames that are not NaN).
 Frames where a reference or an estimate is silent are NaN. A source whose reference or estimate is silent over
 the whole song (which BSS Eval cannot score) is left out of the evaluation of the others, with a warning, and
 gets NaN in every frame.
@@ -13,20 +14,20 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
-import bss_eval_v4
 from core.errors import UserError, warn
+from separation import bss_eval
+from separation.bss_eval import CSV_NAME, JSON_NAME, METRICS, Scores  # noqa: F401  (the suite's score API)
 
-METRICS = ("SDR", "SIR", "ISR", "SAR")
-JSON_NAME = "metrics.json"
-CSV_NAME = "metrics.csv"
+#: what a folder of scored audio holds (a script refuses to write over them without --overwrite)
+SCORED_AUDIO_PATTERNS = ("*.wav", JSON_NAME, CSV_NAME, "*.png")
 
 
 def _bss_eval_v4(references: np.ndarray, estimates: np.ndarray, window: int, hop: int) -> dict[str, np.ndarray]:
-    """The one call into ``bss_eval_v4.evaluate`` (museval's signature and return order).
+    """The one call into :func:`separation.bss_eval.evaluate` (museval's signature and return order).
 
     Args:
         references, estimates: (n_sources, n_samples) float64, no source silent throughout.
@@ -34,83 +35,18 @@ def _bss_eval_v4(references: np.ndarray, estimates: np.ndarray, window: int, hop
     Returns:
         {metric: (n_sources, n_frames) float64} for SDR, ISR, SIR, SAR.
     """
-    sdr, isr, sir, sar = bss_eval_v4.evaluate(references[..., None], estimates[..., None], win=window, hop=hop)
+    scored = bss_eval.evaluate(references[..., None], estimates[..., None], win=window, hop=hop)
     return {name: np.asarray(value, dtype=np.float64).reshape(references.shape[0], -1)
-            for name, value in zip(("SDR", "ISR", "SIR", "SAR"), (sdr, isr, sir, sar))}
-
-
-@dataclasses.dataclass
-class Scores:
-    """Framewise BSS Eval scores of one separation.
-
-    Attributes:
-        targets: source names, in the order of the rows.
-        values: {metric: (n_targets, n_frames) float64 dB}, NaN where undefined (silent frames).
-        window, hop: frame length and hop in seconds.
-    """
-
-    targets: list[str]
-    values: dict[str, np.ndarray]
-    window: float = 1.0
-    hop: float = 1.0
-
-    @property
-    def n_frames(self) -> int:
-        return next(iter(self.values.values())).shape[1]
-
-    def track_scores(self, track: str = "track"):
-        """The same scores as ``bss_eval_v4.TrackScores`` (its JSON / CSV writers and summary)."""
-        v = self.values
-        return bss_eval_v4.TrackScores(track, list(self.targets), v["SDR"], v["ISR"], v["SIR"], v["SAR"],
-                                              self.window, self.hop)
-
-    def medians(self) -> dict[str, dict[str, float]]:
-        """{target: {metric: median over the frames that are not NaN}} (``bss_eval_v4.aggregate``)."""
-        summary = bss_eval_v4.aggregate([self.track_scores()])
-        return {target: {m: float(summary.loc[target, m]) for m in METRICS} for target in self.targets}
-
-    def nan_frames(self) -> dict[str, int]:
-        """{target: number of frames whose SDR is NaN (silent reference or estimate)}."""
-        return {target: int(np.sum(~np.isfinite(self.values["SDR"][row])))
-                for row, target in enumerate(self.targets)}
-
-    def table(self, title: Optional[str] = None) -> str:
-        """The medians as a text table, one row per source, with the count of NaN frames."""
-        medians, nans = self.medians(), self.nan_frames()
-        width = max([6] + [len(t) for t in self.targets])
-        lines = [title] if title else []
-        lines.append(f"{'source':<{width}}" + "".join(f"{m:>9}" for m in METRICS) + "   frames (NaN)")
-        for target in self.targets:
-            cells = "".join(f"{medians[target][m]:>9.2f}" for m in METRICS)
-            lines.append(f"{target:<{width}}{cells}   {self.n_frames} ({nans[target]})")
-        return "\n".join(lines)
-
-    def save(self, folder: str | os.PathLike, track: str = "track") -> tuple[Path, Path]:
-        """Write ``folder/metrics.json`` (museval's layout) and ``folder/metrics.csv``; returns both paths."""
-        folder = Path(folder)
-        scores = self.track_scores(track)
-        return scores.save_json(folder / JSON_NAME), scores.save_csv(folder / CSV_NAME)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Scores":
-        """Read a ``metrics.json`` in museval's layout (written by :meth:`save` or by museval)."""
-        path = Path(path)
-        try:
-            scores = bss_eval_v4.TrackScores.from_json(path)
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
-            raise UserError(f"{path} is not a metrics.json in museval's layout ({type(err).__name__}: {err})") \
-                from None
-        values = {m: np.atleast_2d(np.asarray(scores.metric(m), dtype=np.float64)) for m in METRICS}
-        return cls(list(scores.targets), values, float(scores.win), float(scores.hop))
+            for name, value in zip(METRICS, scored)}
 
 
 def write_csv(path: str | os.PathLike, scores_by_method: dict[str, Scores], track: str = "track") -> Path:
-    """One CSV of framewise scores of several methods: bss_eval_v4's columns plus a leading ``method``."""
+    """One CSV of framewise scores of several methods: :meth:`Scores.dataframe`'s columns plus a leading ``method``."""
     import pandas as pd
 
     frames = []
     for method, scores in scores_by_method.items():
-        frame = scores.track_scores(track).dataframe()
+        frame = dataclasses.replace(scores, track=track).dataframe()
         frame.insert(0, "method", method)
         frames.append(frame)
     path = Path(path)
@@ -150,7 +86,7 @@ def evaluate_sources(references: np.ndarray, estimates: np.ndarray, targets: Seq
                 warn(f"the {kind} of {targets[k]} is silent over the whole song: its scores are NaN")
                 silent.append(k)
     active = [k for k in range(references.shape[0]) if k not in silent]
-    n_frames = len(bss_eval_v4.frame_bounds(win, step, references.shape[1]))
+    n_frames = len(bss_eval.frame_bounds(win, step, references.shape[1]))
     values = {m: np.full((references.shape[0], n_frames), np.nan) for m in METRICS}
     if active:
         scored = _bss_eval_v4(references[active], estimates[active], win, step)

@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from datasets.preprocessing import SpectrogramParams
+from core.spectral import SpectrogramParams
 from separation.evaluation import Scores
 
 

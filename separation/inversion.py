@@ -1,486 +1,39 @@
-"""Mel spectrograms back to audio: magnitudes by NNLS, phase, inverse STFT, and songs without clicks at the seams.
+"""Mel spectrograms back to audio: the inversion recipes (the transforms they use live in :mod:`core.spectral`).
 
-Units and shapes (docs/algorithms.md §1, §5):
-
-* *mel* -- ``(..., n_mels, n_frames)`` per segment, either dB (ref 1.0, clipped to [-100, 20]) or mel **power**;
-  a song's mel spectrograms are ``(n_segments, 96, 64)``, several sources ``(n_sources, n_segments, 96, 64)``;
-* *magnitude* -- linear STFT magnitude ``|STFT|`` (not power, not dB), ``(..., n_freqs, n_frames)`` = (..., 1025, 64);
-* *STFT* -- complex, librosa's orientation ``(..., n_freqs, n_frames)``, centred frames, periodic Hann window,
-  ``n_fft`` 2048, hop 512, the signal padded by ``params.pad_mode`` (reflect, the seed's) at its two ends;
-* *audio* -- float32 waveforms at 16 kHz, trimmed to the song's true length ``n_samples``.
+Units and shapes as in :mod:`core.spectral` (docs/algorithms.md §1, §5): *mel* ``(n_sources, n_segments, n_mels,
+n_frames)`` in dB (ref 1.0, clipped to [-100, 20]) or mel **power**; *magnitude* ``|STFT|``; *audio* float32 at
+16 kHz, trimmed to the song's true length ``n_samples``.
 
 Steps of an inversion (:func:`invert_mel`):
 
-1. **mel power -> linear power** by non-negative least squares against librosa's Slaney mel filters
-   (:func:`mel_to_magnitude`): ``min_{P >= 0} ||A P - M||_F`` for all frames of all segments and sources at once,
-   by accelerated projected gradient (FISTA) started from the clipped pseudo-inverse (librosa's starting point).
-   ``A`` has two non-zeros per column (a bin lies under at most two triangles), so each iteration is two sparse
-   products and a few in-place array operations, run on blocks of frames that stay in the CPU caches, on parallel
-   threads. On ground-truth mels 20 iterations already match ``librosa.feature.inverse.mel_to_stft`` (L-BFGS-B
-   per segment); on noisy mels (an estimate that no non-negative spectrum fits exactly) about 100 are needed to be
-   no worse than librosa on every frame; the default 150 leave a margin, about a hundred times faster.
-   The magnitude is the square root of the linear power (as librosa's ``mel_to_stft`` with ``power=2``).
-2. **phase**: ``"griffin"`` -- fast Griffin-Lim (Perraudin et al. 2013, librosa's ``momentum`` scheme) batched over
-   every segment and source, from random phase (librosa, the seed) or, when the mixture is known, from the
-   mixture's phase (``griffin_init="mixture"``); ``"reuse_phase"`` -- the estimated magnitude with the phase of
-   the mixture's STFT; ``"wiener"`` -- the single-channel Wiener filter ``S_j = |s_j|^2 / sum_k |s_k|^2 * X`` on
-   the mixture STFT ``X`` (the masks sum to one, so the estimates sum to the mixture). Griffin-Lim from the mixture's
-   phase drifts away from it as it iterates (its SDR ends between the random start's and mixture phase's).
-3. **synthesis** (least-squares overlap-add, i.e. ``librosa.istft``) with one of two methods:
-
-   * ``"frame"`` -- every 2.04 s segment is handled on its own (Griffin-Lim runs per segment, on the segment padded
-     as :func:`datasets.preprocessing.stft_segments` pads it) and the segments are joined;
-   * ``"whole"`` -- the segments' frames are put one after the other in a single STFT of the song and inverted
-     once (Griffin-Lim runs on the whole song, so its phase is continuous across segments).
-
-How the segments are joined (the seam handling, beyond the seed). Segments are cut back to back every
-``segment_samples`` = 32 640 samples = 63.75 hops, and each segment has its own 64 centred frames. Two facts follow:
-
-* concatenating the spectrograms and calling ``librosa.istft`` once (the seed's "whole") plays 64 frames as 64
-  hops = 32 768 samples per segment: the audio drifts 128 samples (8 ms) per segment, 240 ms after a minute, and no
-  longer lines up with the mixture or the references. Here every frame keeps its true position: frame ``k`` of
-  segment ``j`` is centred on sample ``j * segment_samples + k * hop`` of the song;
-* frames near a border reach ``n_fft / 2`` = 1 024 samples into the neighbouring segment, so at every seam frames
-  of both segments overlap. Concatenating per-segment inverses (the seed's "frame") throws that overlap away, and
-  independently estimated segments (Griffin-Lim's arbitrary phase, masks that change from one segment to the next)
-  then meet with a jump: a click every 2.04 s.
-
-Both methods therefore re-synthesise the song from **all frames of all segments at their true positions with one
-weighted overlap-add** (:func:`synthesise_song`)::
-
-    y(t) = sum_{j,k} a_j(t) w(t - c_jk) f_jk(t - c_jk)  /  sum_{j,k} a_j(t) w(t - c_jk)^2
-
-(``f_jk`` the inverse FFT of frame k of segment j, ``w`` the Hann window, ``c_jk`` the frame's start). For any
-positive weights ``a_j`` this is exact for a consistent STFT (``f = w x`` gives ``y = x``), so it never degrades a
-correct reconstruction, and it is smooth wherever the weights are smooth. "whole" uses ``a_j = 1`` (a plain
-overlap-add of every frame: the classic least-squares inverse on the song's true frame grid). "frame" uses
-``a_j = 1`` inside segment ``j`` and a raised-cosine taper over ``seam_overlap`` samples (default 512, 32 ms) on
-each side of it, so near a seam the two segments' estimates are cross-faded over about 64 ms with the proper
-window normalisation, and a segment's frames never reach further than ``seam_overlap`` into its neighbour.
-``seam_overlap=0`` gives back the seed's plain concatenation of per-segment inverses (clicks included).
-
-This was chosen over a crossfade of per-segment inverses because the part of a per-segment inverse that lies past
-its border is reconstructed from frames padded by reflection (time-reversed audio) and from a single, tapered frame
-(``f / w`` blows up at the window's edge); inside the weighted overlap-add those frames only count with their window
-weight against the neighbour's well-covered frames. For the same reason the mixture STFT used by "reuse_phase" and
-"wiener" is taken from the whole mixture at the frames' true positions (:func:`stft_song`: border frames see the
-real neighbouring audio, not a reflection); away from the borders these frames equal the per-segment STFT. With
-those two algorithms, "frame" and "whole" therefore differ only in how the two segments' frames are weighted near a
-seam (their outputs are nearly identical); with Griffin-Lim they differ in how the phase is retrieved.
-
-Everything is vectorised numpy (scipy.fft); the STFT and its inverse are batched over every leading axis, and the
-two iterative steps (NNLS, Griffin-Lim) run on blocks of frames or segments small enough to stay in the CPU
-caches, on parallel threads. Public entry points: :func:`invert_mel` (mel -> audio), :func:`invert_magnitude`
-(linear magnitude -> audio), :func:`mel_to_magnitude`, :func:`griffin_lim`, :func:`mixture_phase`,
-:func:`wiener_filter`, :func:`stft` / :func:`istft` (whole signals), :func:`istft_segments` (inverse of
-``stft_segments``), :func:`stft_song` / :func:`synthesise_song` (segments at their true positions),
-:func:`mixture_from_segments`.
+1. **mel power -> linear magnitude** by non-negative least squares against librosa's Slaney mel filters
+   (:func:`core.spectral.mel_to_magnitude`, the square root of the NNLS power, as librosa's ``mel_to_stft``).
+2. **phase**: ``"griffin"`` -- fast Griffin-Lim (:func:`core.spectral.griffin_lim`) from random phase (librosa, the
+   seed) or, when the mixture is known, from the mixture's phase (``griffin_init="mixture"``); ``"reuse_phase"`` --
+   the estimated magnitude with the phase of the mixture's STFT (:func:`mixture_phase`); ``"wiener"`` -- the
+   single-channel Wiener filter ``S_j = |s_j|^2 / sum_k |s_k|^2 * X`` on the mixture STFT ``X``
+   (:func:`wiener_filter`: the masks sum to one, so the estimates sum to the mixture). Griffin-Lim from the
+   mixture's phase drifts away from it as it iterates (its SDR ends between the random start's and mixture
+   phase's). The mixture STFT is taken from the whole mixture at the frames' true positions
+   (:func:`core.spectral.stft_song`).
+3. **synthesis**: one weighted overlap-add of every segment's frames at their true positions
+   (:func:`core.spectral.synthesise_song`), ``"frame"`` (each segment cross-faded into its neighbours over
+   ``seam_overlap`` samples) or ``"whole"`` (one plain overlap-add of the song); see :mod:`core.spectral` for why the
+   seams need it.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import functools
-import os
 from typing import Optional
 
 import numpy as np
-import scipy.fft
-import scipy.signal
-import scipy.sparse
 
+from core import spectral
+from core.spectral import (DEFAULT_GL_ITER, DEFAULT_MOMENTUM, DEFAULT_NNLS_ITER, DEFAULT_SEAM_OVERLAP, METHODS,
+                        SpectrogramParams, check_choice, song_length)
 from core.errors import UserError
-from datasets.preprocessing import SpectrogramParams, db_to_power, mel_filterbank
 
 ALGORITHMS = ("griffin", "reuse_phase", "wiener")
-METHODS = ("frame", "whole")
 GRIFFIN_INITS = ("random", "mixture")
-#: samples a segment's frames reach into each neighbour in the "frame" method (raised-cosine crossfade half-length)
-DEFAULT_SEAM_OVERLAP = 512
-#: FISTA iterations of the mel -> linear NNLS
-DEFAULT_NNLS_ITER = 150
-#: Griffin-Lim iterations (librosa's default)
-DEFAULT_GL_ITER = 32
-DEFAULT_MOMENTUM = 0.99
-
-
-# --------------------------------------------------------------------------------------------- small helpers
-
-def _real_dtype(array: np.ndarray) -> type:
-    """float32 for float32 / complex64 input, float64 otherwise."""
-    return np.float32 if np.asarray(array).dtype in (np.float32, np.complex64) else np.float64
-
-
-def _complex_dtype(real_dtype) -> type:
-    return np.complex64 if real_dtype == np.float32 else np.complex128
-
-
-@functools.lru_cache(maxsize=16)
-def _window(n_fft: int, dtype_name: str) -> np.ndarray:
-    """Periodic Hann window (librosa's and the suite's analysis window), (n_fft,)."""
-    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(dtype_name)
-
-
-def _check_params(params: SpectrogramParams) -> None:
-    if params.n_fft % 2 or params.hop_length > params.n_fft // 2:
-        raise UserError(f"inversion needs an even n_fft and hop_length <= n_fft/2 (got n_fft={params.n_fft}, "
-                        f"hop_length={params.hop_length})")
-
-
-def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
-    """Sum frames (..., n_frames, n_fft) placed every ``hop`` samples: (..., (n_frames - 1) * hop + n_fft)."""
-    *lead, n_frames, n_fft = frames.shape
-    length = (n_frames - 1) * hop + n_fft
-    if n_fft % hop == 0:  # split every frame into hop-long blocks: n_fft / hop shifted additions
-        ratio = n_fft // hop
-        blocks = frames.reshape(*lead, n_frames, ratio, hop)
-        out = np.zeros((*lead, n_frames + ratio - 1, hop), dtype=frames.dtype)
-        for i in range(ratio):
-            out[..., i:i + n_frames, :] += blocks[..., :, i, :]
-        return out.reshape(*lead, length)
-    out = np.zeros((*lead, length), dtype=frames.dtype)
-    for t in range(n_frames):
-        out[..., t * hop:t * hop + n_fft] += frames[..., t, :]
-    return out
-
-
-@functools.lru_cache(maxsize=32)
-def _window_square_sum(n_fft: int, hop: int, n_frames: int, dtype_name: str) -> np.ndarray:
-    """Overlap-added squared window of ``n_frames`` frames, (span,) with span = (n_frames - 1) * hop + n_fft."""
-    window = _window(n_fft, dtype_name)
-    return _overlap_add(np.broadcast_to(window ** 2, (n_frames, n_fft)).copy(), hop)
-
-
-def _n_frames(n_samples: int, hop: int) -> int:
-    return 1 + n_samples // hop
-
-
-def _to_frames_first(stft: np.ndarray) -> np.ndarray:
-    """(..., n_freqs, n_frames) -> contiguous (..., n_frames, n_freqs)."""
-    return np.ascontiguousarray(np.swapaxes(stft, -1, -2))
-
-
-# ------------------------------------------------------------------------- STFT / inverse STFT (frames first)
-
-def _analyse_signals(signals: np.ndarray, params: SpectrogramParams, workers: int = -1) -> np.ndarray:
-    """Centred STFT of every signal on its own: (..., n_samples) -> (..., n_frames, n_freqs), frames first.
-
-    Each signal is padded by ``n_fft // 2`` with ``params.pad_mode`` on both sides (as ``stft_segments``).
-    """
-    dtype = _real_dtype(signals)
-    signals = np.asarray(signals, dtype=dtype)
-    n_fft, hop = params.n_fft, params.hop_length
-    n_frames = _n_frames(signals.shape[-1], hop)
-    pad = n_fft // 2
-    padded = np.pad(signals, [(0, 0)] * (signals.ndim - 1) + [(pad, pad)], mode=params.pad_mode)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop, :][..., :n_frames, :]
-    return scipy.fft.rfft(frames * _window(n_fft, np.dtype(dtype).name), axis=-1, workers=workers)
-
-
-def _synthesise_signals(stft_tf: np.ndarray, params: SpectrogramParams, length: int,
-                        workers: int = -1) -> np.ndarray:
-    """Least-squares inverse of :func:`_analyse_signals`: (..., n_frames, n_freqs) -> (..., length).
-
-    Equals ``librosa.istft(stft, hop_length, window="hann", center=True, length=length)`` frame for frame.
-    """
-    dtype = _real_dtype(stft_tf)
-    n_fft, hop = params.n_fft, params.hop_length
-    n_frames = stft_tf.shape[-2]
-    frames = scipy.fft.irfft(stft_tf, n=n_fft, axis=-1, workers=workers)
-    frames *= _window(n_fft, np.dtype(dtype).name)
-    span = _overlap_add(frames, hop)
-    pad = n_fft // 2
-    stop = min(span.shape[-1], pad + length)
-    inverse_norm = _safe_inverse(_window_square_sum(n_fft, hop, n_frames, np.dtype(dtype).name)[pad:stop])
-    if stop - pad == length:
-        return span[..., pad:stop] * inverse_norm
-    out = np.zeros((*span.shape[:-1], length), dtype=dtype)
-    out[..., :stop - pad] = span[..., pad:stop] * inverse_norm
-    return out
-
-
-def _analyse_song(audio: np.ndarray, params: SpectrogramParams, n_segments: int) -> np.ndarray:
-    """Frames of every segment taken from the whole song at their true positions, frames first.
-
-    Args:
-        audio: (..., n_segments * segment_samples) waveforms (zero-padded songs).
-    Returns:
-        (..., n_segments, n_frames, n_freqs) complex: frame k of segment j is centred on sample
-        ``j * segment_samples + k * hop``; the song (not each segment) is padded with ``params.pad_mode``.
-    """
-    frames = _song_frames(audio, params, n_segments)
-    return scipy.fft.rfft(frames * _window(params.n_fft, frames.dtype.name), axis=-1, workers=-1)
-
-
-def _song_frames(audio: np.ndarray, params: SpectrogramParams, n_segments: int) -> np.ndarray:
-    """Read-only strided view of the frames of :func:`_analyse_song`, (..., n_segments, n_frames, n_fft)."""
-    dtype = _real_dtype(audio)
-    n_fft, hop, seg = params.n_fft, params.hop_length, params.segment_samples
-    pad = n_fft // 2
-    audio = np.asarray(audio, dtype=dtype)
-    padded = np.ascontiguousarray(np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(pad, pad)], mode=params.pad_mode))
-    item = padded.strides[-1]
-    return np.lib.stride_tricks.as_strided(
-        padded, shape=padded.shape[:-1] + (n_segments, params.n_frames, n_fft),
-        strides=padded.strides[:-1] + (seg * item, hop * item, item), writeable=False)
-
-
-@functools.lru_cache(maxsize=16)
-def _seam_weights(params: SpectrogramParams, seam_overlap: Optional[int], dtype_name: str) -> np.ndarray:
-    """Weight a_j of each sample of a segment's synthesis span (relative start -n_fft/2), (span,).
-
-    1 inside the segment; outside, a raised cosine falling from 1 to 0 over ``seam_overlap`` samples
-    (``None``: 1 everywhere, the "whole" method; 0: nothing outside, plain concatenation).
-    """
-    span = (params.n_frames - 1) * params.hop_length + params.n_fft
-    position = np.arange(span) - params.n_fft // 2  # sample index relative to the segment's first sample
-    if seam_overlap is None:
-        return np.ones(span, dtype=dtype_name)
-    outside = np.where(position < 0, -position, np.maximum(position - (params.segment_samples - 1), 0))
-    if seam_overlap <= 0:
-        return (outside == 0).astype(dtype_name)
-    weights = np.where(outside < seam_overlap, 0.5 * (1.0 + np.cos(np.pi * outside / seam_overlap)), 0.0)
-    return weights.astype(dtype_name)
-
-
-def _assemble_segments(spans: np.ndarray, params: SpectrogramParams) -> np.ndarray:
-    """Overlap-add synthesis spans (..., n_segments, span) placed every segment_samples: (..., n_segments * seg).
-
-    A span starts ``n_fft / 2`` samples before its segment; what falls outside the song is dropped.
-    """
-    seg, pad = params.segment_samples, params.n_fft // 2
-    *lead, n_segments, span = spans.shape
-    out = np.zeros((*lead, pad + max(n_segments * seg, (n_segments - 1) * seg + span)), dtype=spans.dtype)
-    for j in range(n_segments):  # one vectorised addition per segment (over every leading axis)
-        out[..., j * seg:j * seg + span] += spans[..., j, :]
-    return out[..., pad:pad + n_segments * seg]
-
-
-@functools.lru_cache(maxsize=16)
-def _song_inverse_norm(params: SpectrogramParams, n_segments: int, seam_overlap: Optional[int], dtype_name: str):
-    """1 / sum a_j w^2, the normalisation of the weighted overlap-add over n_segments (0 where nothing covers),
-    (n_segments * seg,)."""
-    weights = _seam_weights(params, seam_overlap, dtype_name)
-    norm = _window_square_sum(params.n_fft, params.hop_length, params.n_frames, dtype_name) * weights
-    return _safe_inverse(_assemble_segments(np.broadcast_to(norm, (n_segments, norm.shape[0])).copy(), params))
-
-
-def _safe_inverse(norm: np.ndarray) -> np.ndarray:
-    """1 / norm where norm is above the dtype's tiny value (librosa's rule), 0 elsewhere."""
-    covered = norm > np.finfo(norm.dtype).tiny
-    return np.where(covered, 1.0 / np.where(covered, norm, 1), 0).astype(norm.dtype)
-
-
-def _synthesise_song(stft_tf: np.ndarray, params: SpectrogramParams, seam_overlap: Optional[int]) -> np.ndarray:
-    """Weighted overlap-add of every segment's frames at their true positions (module docstring).
-
-    Args:
-        stft_tf: (..., n_segments, n_frames, n_freqs) complex, frames first.
-        seam_overlap: samples a segment reaches into its neighbours (None: no limit, the "whole" method).
-    Returns:
-        (..., n_segments * segment_samples) real waveforms.
-    """
-    song = _assemble_segments(_segment_spans(stft_tf, params, seam_overlap), params)
-    song *= _song_inverse_norm(params, stft_tf.shape[-3], seam_overlap, song.dtype.name)
-    return song
-
-
-def _segment_spans(stft_tf: np.ndarray, params: SpectrogramParams, seam_overlap: Optional[int],
-                   workers: int = -1) -> np.ndarray:
-    """Numerators of the weighted overlap-add, per segment: (..., n_segments, n_frames, n_freqs) complex ->
-    (..., n_segments, span) real, sum_k a_j w f_jk over the segment's span (it starts n_fft / 2 before it)."""
-    name = np.dtype(_real_dtype(stft_tf)).name
-    frames = scipy.fft.irfft(stft_tf, n=params.n_fft, axis=-1, workers=workers)
-    frames *= _window(params.n_fft, name)
-    spans = _overlap_add(frames, params.hop_length)
-    spans *= _seam_weights(params, seam_overlap, name)
-    return spans
-
-
-# ------------------------------------------------------------------------------------------- public transforms
-
-def stft(audio: np.ndarray, params: SpectrogramParams = SpectrogramParams()) -> np.ndarray:
-    """Centred STFT of whole signals, batched over leading axes (``librosa.stft`` with ``pad_mode=params.pad_mode``).
-
-    Args:
-        audio: (..., n_samples) real waveforms (float32 gives complex64, float64 complex128).
-    Returns:
-        (..., n_freqs, 1 + n_samples // hop) complex STFT.
-    """
-    _check_params(params)
-    return np.swapaxes(_analyse_signals(audio, params), -1, -2)
-
-
-def istft(stft_matrix: np.ndarray, params: SpectrogramParams = SpectrogramParams(), length: int = None) -> np.ndarray:
-    """Inverse of :func:`stft` (least-squares overlap-add, as ``librosa.istft(..., length=length)``), batched.
-
-    Args:
-        stft_matrix: (..., n_freqs, n_frames) complex.
-        length: samples of the output (default ``(n_frames - 1) * hop``).
-    Returns:
-        (..., length) real waveforms (float32 for complex64 input, float64 otherwise).
-    """
-    _check_params(params)
-    if length is None:
-        length = (stft_matrix.shape[-1] - 1) * params.hop_length
-    return _synthesise_signals(_to_frames_first(stft_matrix), params, int(length))
-
-
-def istft_segments(stft_matrix: np.ndarray, params: SpectrogramParams = SpectrogramParams()) -> np.ndarray:
-    """Exact inverse of :func:`datasets.preprocessing.stft_segments`, batched over segments (and any leading axis).
-
-    Args:
-        stft_matrix: (..., n_segments, n_freqs, n_frames) complex STFT of segments (n_frames = 64 by default).
-    Returns:
-        (..., n_segments, segment_samples) real audio; concatenate the segments and trim to the song's length.
-        Each segment equals ``librosa.istft(stft, hop_length=512, length=segment_samples)``.
-    """
-    _check_params(params)
-    if stft_matrix.shape[-1] != params.n_frames or stft_matrix.shape[-2] != params.n_freqs:
-        raise UserError(f"segment STFTs must be (..., {params.n_freqs}, {params.n_frames}), got "
-                        f"{tuple(stft_matrix.shape)}")
-    return _synthesise_signals(_to_frames_first(stft_matrix), params, params.segment_samples)
-
-
-def stft_song(audio: np.ndarray, params: SpectrogramParams = SpectrogramParams(),
-              n_segments: Optional[int] = None) -> np.ndarray:
-    """STFT of a song's segments with their frames taken from the whole song at their true positions.
-
-    Frame k of segment j is centred on sample ``j * segment_samples + k * hop``. Away from a segment's borders
-    this equals :func:`datasets.preprocessing.stft_segments` of the segmented song; the two or three frames at
-    each border see the neighbouring segment's audio instead of a reflection (the song's own two ends are
-    padded with ``params.pad_mode``, so for a one-segment song both are identical).
-
-    Args:
-        audio: (..., n_samples) waveforms; zero-padded to ``n_segments * segment_samples``.
-        n_segments: segments to cover (default ``ceil(n_samples / segment_samples)``).
-    Returns:
-        (..., n_segments, n_freqs, n_frames) complex.
-    """
-    _check_params(params)
-    audio = np.asarray(audio)
-    seg = params.segment_samples
-    if n_segments is None:
-        n_segments = max(1, -(-audio.shape[-1] // seg))
-    audio = _fit_length(audio, n_segments * seg)
-    return np.swapaxes(_analyse_song(audio, params, n_segments), -1, -2)
-
-
-def synthesise_song(stft_matrix: np.ndarray, params: SpectrogramParams = SpectrogramParams(),
-                    n_samples: Optional[int] = None, method: str = "frame",
-                    seam_overlap: int = DEFAULT_SEAM_OVERLAP) -> np.ndarray:
-    """A song from the complex STFT of its segments, by one weighted overlap-add of all frames (module docstring).
-
-    Args:
-        stft_matrix: (..., n_segments, n_freqs, n_frames) complex (frames at the positions of :func:`stft_song`).
-        n_samples: the song's true length (default ``n_segments * segment_samples``).
-        method: "frame" (each segment weighted 1 inside itself, tapered over ``seam_overlap`` samples outside) or
-            "whole" (every frame weighted 1).
-    Returns:
-        (..., n_samples) real waveforms.
-    """
-    _check_params(params)
-    _check_choice("method", method, METHODS)
-    n_segments = stft_matrix.shape[-3]
-    n_samples = _check_n_samples(n_samples, n_segments, params)
-    song = _synthesise_song(_to_frames_first(stft_matrix), params, None if method == "whole" else seam_overlap)
-    return song[..., :n_samples]
-
-
-# ------------------------------------------------------------------------------------------- mel -> magnitude
-
-@functools.lru_cache(maxsize=8)
-def _mel_operators(params: SpectrogramParams):
-    """What the NNLS iterations need, restricted to the bins the mel filters cover (the others stay 0).
-
-    Returns:
-        (first, stop) bins covered; A and A^T as float32 CSR matrices over those bins; the dense pseudo-inverse of
-        A (rows of those bins); the FISTA step 1 / ||A||_2^2.
-    """
-    basis = mel_filterbank(params)
-    covered = np.flatnonzero(basis.any(axis=0))
-    first, stop = int(covered[0]), int(covered[-1]) + 1
-    step = 1.0 / np.linalg.norm(basis, 2) ** 2
-    part = basis[:, first:stop].astype(np.float32)
-    return (first, stop, scipy.sparse.csr_matrix(part), scipy.sparse.csr_matrix(part.T),
-            np.ascontiguousarray(np.linalg.pinv(basis)[first:stop], dtype=np.float32), np.float32(step))
-
-
-def _nnls_block(target: np.ndarray, n_iter: int, operators) -> np.ndarray:
-    """FISTA on one block of frames: target (n_mels, n) float32 mel power -> (n_covered_bins, n) linear power."""
-    _, _, basis, basis_t, pinv, step = operators
-    estimate = pinv @ target                              # x: the clipped pseudo-inverse (librosa's start)
-    np.maximum(estimate, 0, out=estimate)
-    if n_iter <= 0:
-        return estimate
-    shift = basis_t @ target                              # step * A^T M
-    shift *= step
-    momentum_point = estimate.copy()                      # y
-    t = 1.0
-    for _ in range(n_iter):
-        update = basis_t @ (basis @ momentum_point)       # A^T A y
-        update *= -step
-        update += momentum_point
-        update += shift                                   # y - step * (A^T A y - A^T M)
-        np.maximum(update, 0, out=update)                 # projection: the new iterate x_new
-        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-        np.subtract(update, estimate, out=estimate)       # x_new - x, in the old x's buffer
-        estimate *= np.float32((t - 1.0) / t_next)
-        estimate += update                                # y_new = x_new + beta (x_new - x)
-        momentum_point, estimate = estimate, update
-        t = t_next
-    return estimate
-
-
-#: frames per NNLS block: the iterations of a block stay in the CPU caches; blocks run on parallel threads
-_NNLS_BLOCK = 512
-
-
-def mel_to_power(mel_power: np.ndarray, params: SpectrogramParams = SpectrogramParams(),
-                 n_iter: int = DEFAULT_NNLS_ITER) -> np.ndarray:
-    """Linear STFT power from mel power by non-negative least squares, every frame at once.
-
-    Solves ``min_{P >= 0} ||A P - M||_F^2`` (A: librosa's Slaney mel filters of ``params``) with FISTA (accelerated
-    projected gradient, step 1 / ||A||_2^2), starting from the clipped pseudo-inverse like ``librosa.util.nnls``.
-    The problem is separable per frame: all frames form one (n_freqs, n_frames_total) matrix, cut into blocks of
-    512 frames that are iterated on parallel threads (sparse products and in-place numpy operations release the
-    GIL); the momentum sequence is the same for every frame, so blocks change nothing in the result.
-
-    Args:
-        mel_power: (..., n_mels, n_frames) mel **power** (not dB), non-negative.
-        n_iter: FISTA iterations (0: the clipped pseudo-inverse).
-    Returns:
-        (..., n_freqs, n_frames) float32 linear power |STFT|^2, >= 0 (bins outside [fmin, fmax] are 0).
-    """
-    mel_power = np.asarray(mel_power)
-    if mel_power.ndim < 2 or mel_power.shape[-2] != params.n_mels:
-        raise UserError(f"mel spectrograms must be (..., {params.n_mels}, n_frames), got {tuple(mel_power.shape)}")
-    operators = _mel_operators(params)
-    first, stop = operators[:2]
-    lead, n_frames = mel_power.shape[:-2], mel_power.shape[-1]
-    target = np.ascontiguousarray(np.moveaxis(mel_power.astype(np.float32), -2, 0).reshape(params.n_mels, -1))
-    blocks = [target[:, i:i + _NNLS_BLOCK] for i in range(0, target.shape[1], _NNLS_BLOCK)]
-    workers = min(len(blocks), os.cpu_count() or 1, 8)
-    if workers > 1:
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            solved = list(pool.map(lambda block: _nnls_block(block, n_iter, operators), blocks))
-    else:
-        solved = [_nnls_block(block, n_iter, operators) for block in blocks]
-    power = np.zeros((params.n_freqs, target.shape[1]), dtype=np.float32)
-    power[first:stop] = np.concatenate(solved, axis=1)
-    power = power.reshape(params.n_freqs, *lead, n_frames)
-    return np.ascontiguousarray(np.moveaxis(power, 0, -2))
-
-
-def mel_to_magnitude(mel_power: np.ndarray, params: SpectrogramParams = SpectrogramParams(),
-                     n_iter: int = DEFAULT_NNLS_ITER) -> np.ndarray:
-    """Linear STFT magnitude from mel power: sqrt of :func:`mel_to_power` (``librosa...mel_to_stft`` with power 2).
-
-    Args:
-        mel_power: (..., n_mels, n_frames) mel power (convert dB with ``datasets.preprocessing.db_to_power``).
-    Returns:
-        (..., n_freqs, n_frames) float32 linear magnitude |STFT|.
-    """
-    return np.sqrt(mel_to_power(mel_power, params, n_iter))
 
 
 # ---------------------------------------------------------------------------------------------------- phase
@@ -494,9 +47,7 @@ def mixture_phase(magnitude: np.ndarray, stft_mixture: np.ndarray) -> np.ndarray
     Returns:
         complex STFT of the broadcast shape.
     """
-    size = np.abs(stft_mixture)
-    unit = np.where(size > 0, stft_mixture / np.where(size > 0, size, 1), 1)
-    return magnitude * unit
+    return magnitude * spectral.unit_phase(stft_mixture)
 
 
 def wiener_filter(magnitudes: np.ndarray, stft_mixture: np.ndarray) -> np.ndarray:
@@ -518,184 +69,19 @@ def wiener_filter(magnitudes: np.ndarray, stft_mixture: np.ndarray) -> np.ndarra
     return masks * stft_mixture
 
 
-#: segments per Griffin-Lim block in the "frame" method: a block's iterations stay in the CPU caches, blocks run
-#: on parallel threads (scipy.fft and numpy's array operations release the GIL)
-_GL_BLOCK = 4
-
-
-def _griffin_lim_loop(magnitude_tf: np.ndarray, angles: np.ndarray, synthesise, analyse, n_iter: int,
-                      momentum: float) -> np.ndarray:
-    """Fast Griffin-Lim iterations (librosa's scheme) from unit phases ``angles``; returns the complex frames."""
-    dtype = _real_dtype(magnitude_tf)
-    eps = np.finfo(dtype).tiny
-    spec = magnitude_tf * angles
-    previous = None
-    for _ in range(n_iter):
-        rebuilt = analyse(synthesise(spec))
-        if previous is None:
-            spec = rebuilt.copy()
-        else:  # accelerated step: rebuilt - momentum / (1 + momentum) * previous
-            np.multiply(previous, dtype(momentum / (1.0 + momentum)), out=spec)
-            np.subtract(rebuilt, spec, out=spec)
-        scale = np.abs(spec)
-        scale += eps
-        np.divide(magnitude_tf, scale, out=scale)    # |s| / |angles|: the new phase with the given magnitude
-        spec *= scale
-        previous = rebuilt
-    return spec
-
-
-def _griffin_lim_tf(magnitude_tf: np.ndarray, params: SpectrogramParams, method: str, n_iter: int,
-                    momentum: float, seed: Optional[int], init_tf: Optional[np.ndarray] = None) -> np.ndarray:
-    """Fast Griffin-Lim on frames-first magnitudes (..., n_segments, n_frames, n_freqs); returns complex frames.
-
-    "frame": every segment on its own, in blocks of segments on parallel threads; "whole": the whole song.
-    ``init_tf``: complex frames whose phase starts the iterations (broadcast to the magnitudes); random if None.
-    """
-    dtype = _real_dtype(magnitude_tf)
-    if init_tf is None:
-        rng = np.random.default_rng(seed)
-        angles = np.exp(2j * np.pi * rng.random(magnitude_tf.shape)).astype(_complex_dtype(dtype))
-    else:
-        angles = np.broadcast_to(mixture_phase(np.ones((), dtype), init_tf), magnitude_tf.shape)
-        angles = angles.astype(_complex_dtype(dtype))
-    if method == "whole":
-        return _griffin_lim_whole(magnitude_tf, angles, params, n_iter, momentum)
-    seg = params.segment_samples
-    flat_magnitude = magnitude_tf.reshape(-1, *magnitude_tf.shape[-2:])
-    flat_angles = angles.reshape(flat_magnitude.shape)
-    starts = range(0, flat_magnitude.shape[0], _GL_BLOCK)
-    workers = min(len(starts), os.cpu_count() or 1, 8)
-
-    def block(start: int) -> np.ndarray:
-        fft_workers = 1 if workers > 1 else -1
-        return _griffin_lim_loop(flat_magnitude[start:start + _GL_BLOCK], flat_angles[start:start + _GL_BLOCK],
-                                 lambda spec: _synthesise_signals(spec, params, seg, fft_workers),
-                                 lambda audio: _analyse_signals(audio, params, fft_workers), n_iter, momentum)
-
-    if workers > 1:
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            blocks = list(pool.map(block, starts))
-    else:
-        blocks = [block(start) for start in starts]
-    return np.concatenate(blocks).reshape(magnitude_tf.shape)
-
-
-def _griffin_lim_whole(magnitude_tf: np.ndarray, angles: np.ndarray, params: SpectrogramParams, n_iter: int,
-                       momentum: float) -> np.ndarray:
-    """Fast Griffin-Lim on the whole song: each iteration synthesises the song from every segment's frames and
-    re-analyses it at the same positions. Both halves run on blocks of segments on parallel threads."""
-    dtype = _real_dtype(magnitude_tf)
-    eps = np.finfo(dtype).tiny
-    n_segments = magnitude_tf.shape[-3]
-    blocks = [slice(j, j + _GL_BLOCK) for j in range(0, n_segments, _GL_BLOCK)]
-    workers = min(len(blocks), os.cpu_count() or 1, 8)
-    fft_workers = 1 if workers > 1 else -1
-    window = _window(params.n_fft, np.dtype(dtype).name)
-    inverse_norm = _song_inverse_norm(params, n_segments, None, np.dtype(dtype).name)
-    factor = dtype(momentum / (1.0 + momentum))
-    spec = magnitude_tf * angles
-    previous = np.empty_like(spec)
-    state = {"first": True, "frames": None}
-
-    def synthesise(block: slice) -> np.ndarray:
-        return _segment_spans(spec[..., block, :, :], params, None, fft_workers)
-
-    def update(block: slice) -> None:  # re-analysis, momentum and new phase of the block's segments, in place
-        rebuilt = scipy.fft.rfft(state["frames"][..., block, :, :] * window, axis=-1, workers=fft_workers)
-        part, before = spec[..., block, :, :], previous[..., block, :, :]
-        if state["first"]:
-            part[...] = rebuilt
-        else:
-            np.multiply(before, factor, out=part)
-            np.subtract(rebuilt, part, out=part)
-        scale = np.abs(part)
-        scale += eps
-        np.divide(magnitude_tf[..., block, :, :], scale, out=scale)
-        part *= scale
-        before[...] = rebuilt
-
-    pool = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
-    run = pool.map if pool is not None else map
-    try:
-        for _ in range(n_iter):
-            spans = np.concatenate(list(run(synthesise, blocks)), axis=-2)
-            song = _assemble_segments(spans, params)
-            song *= inverse_norm
-            state["frames"] = _song_frames(song, params, n_segments)
-            list(run(update, blocks))
-            state["first"] = False
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    return spec
-
-
-def griffin_lim(magnitude: np.ndarray, params: SpectrogramParams = SpectrogramParams(), method: str = "frame",
-                n_iter: int = DEFAULT_GL_ITER, momentum: float = DEFAULT_MOMENTUM, seed: Optional[int] = 0,
-                init_phase: Optional[np.ndarray] = None) -> np.ndarray:
-    """Fast Griffin-Lim phase retrieval, batched over segments and any leading axis.
-
-    Each iteration synthesises audio from ``magnitude * phase`` (least-squares overlap-add), re-analyses it, and
-    keeps the new phase with librosa's momentum (``momentum=0`` is the original Griffin-Lim). Starts from random
-    phase (``seed``, as librosa) or from the phase of ``init_phase``.
-
-    Args:
-        magnitude: (..., n_segments, n_freqs, n_frames) linear magnitude; float32 runs in single precision.
-        method: "frame" -- each segment on its own, padded as ``stft_segments`` pads it (the seed's per-segment
-            ``librosa.griffinlim``); "whole" -- the whole song, frames at their true positions (phase continuous
-            across segments).
-        init_phase: optional complex STFT (broadcast to ``magnitude``, e.g. the mixture's :func:`stft_song`) whose
-            phase starts the iterations.
-    Returns:
-        (..., n_segments, n_freqs, n_frames) complex STFT with the given magnitude and the retrieved phase; turn it
-        into audio with :func:`synthesise_song` (any method) or :func:`istft_segments` ("frame").
-    """
-    _check_params(params)
-    _check_choice("method", method, METHODS)
-    if magnitude.ndim < 3:
-        raise UserError(f"magnitudes must be (..., n_segments, n_freqs, n_frames), got {tuple(magnitude.shape)}")
-    init_tf = None if init_phase is None else _to_frames_first(np.asarray(init_phase))
-    return np.swapaxes(_griffin_lim_tf(_to_frames_first(magnitude), params, method, n_iter, momentum, seed, init_tf),
-                       -1, -2)
-
-
 # ----------------------------------------------------------------------------------------------- whole recipe
-
-def _check_choice(name: str, value: str, choices) -> None:
-    if value not in choices:
-        raise UserError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_n_samples(n_samples: Optional[int], n_segments: int, params: SpectrogramParams) -> int:
-    total = n_segments * params.segment_samples
-    if n_samples is None:
-        return total
-    n_samples = int(n_samples)
-    if not 0 < n_samples <= total:
-        raise UserError(f"n_samples = {n_samples} does not fit {n_segments} segments of "
-                        f"{params.segment_samples} samples (at most {total})")
-    return n_samples
-
-
-def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:
-    """Zero-pad or cut the last axis to ``length``."""
-    if audio.shape[-1] >= length:
-        return audio[..., :length]
-    return np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, length - audio.shape[-1])])
-
 
 def mixture_from_segments(stft_mixture: np.ndarray, params: SpectrogramParams = SpectrogramParams(),
                           n_samples: Optional[int] = None) -> np.ndarray:
-    """The mixture waveform from its per-segment STFT (exact: :func:`istft_segments`, concatenated, trimmed).
+    """The mixture waveform from its per-segment STFT (exact: :func:`core.spectral.istft_segments`, joined, trimmed).
 
     Args:
         stft_mixture: (n_segments, n_freqs, n_frames) complex, as ``Song.stft_mixture`` / ``results.npz``.
     Returns:
         (n_samples,) float32.
     """
-    segments = istft_segments(np.asarray(stft_mixture), params)
-    n_samples = _check_n_samples(n_samples, segments.shape[0], params)
+    segments = spectral.istft_segments(np.asarray(stft_mixture), params)
+    n_samples = song_length(n_samples, segments.shape[0], params)
     return segments.reshape(-1)[:n_samples].astype(np.float32)
 
 
@@ -726,18 +112,18 @@ def invert_mel(mel: np.ndarray, params: SpectrogramParams = SpectrogramParams(),
     Raises:
         UserError: bad shapes or choices, or no mixture for a mixture-based algorithm.
     """
-    _check_choice("scale", scale, ("dB", "power"))
+    check_choice("scale", scale, ("dB", "power"))
     mel = np.asarray(mel)
     if mel.ndim != 4 or mel.shape[-2:] != (params.n_mels, params.n_frames):
         raise UserError(f"mel spectrograms must be (n_sources, n_segments, {params.n_mels}, {params.n_frames}), "
                         f"got {tuple(mel.shape)}")
-    _check_choice("algorithm", algorithm, ALGORITHMS)
-    _check_n_samples(n_samples, mel.shape[1], params)
-    _check_choice("griffin_init", griffin_init, GRIFFIN_INITS)
+    check_choice("algorithm", algorithm, ALGORITHMS)
+    song_length(n_samples, mel.shape[1], params)
+    check_choice("griffin_init", griffin_init, GRIFFIN_INITS)
     if (algorithm != "griffin" or griffin_init == "mixture") and mixture_audio is None:  # before the NNLS
         _no_mixture(algorithm)
-    power = db_to_power(mel) if scale == "dB" else np.asarray(mel, dtype=np.float64)
-    return invert_magnitude(mel_to_magnitude(power, params, nnls_iter), params, algorithm, method, n_samples,
+    power = spectral.db_to_power(mel) if scale == "dB" else np.asarray(mel, dtype=np.float64)
+    return invert_magnitude(spectral.mel_to_magnitude(power, params, nnls_iter), params, algorithm, method, n_samples,
                             mixture_audio, n_iter=n_iter, momentum=momentum, seam_overlap=seam_overlap, seed=seed,
                             griffin_init=griffin_init)
 
@@ -755,8 +141,8 @@ def invert_magnitude(magnitude: np.ndarray, params: SpectrogramParams = Spectrog
                      seed: Optional[int] = 0, griffin_init: str = "random") -> np.ndarray:
     """Audio of every source from linear STFT magnitudes of its segments: steps 2 and 3 of :func:`invert_mel`.
 
-    Useful to try several algorithms and methods on one NNLS result (:func:`mel_to_magnitude`), or to invert
-    magnitudes that do not come from a mel spectrogram.
+    Useful to try several algorithms and methods on one NNLS result (:func:`core.spectral.mel_to_magnitude`), or to
+    invert magnitudes that do not come from a mel spectrogram.
 
     Args:
         magnitude: (n_sources, n_segments, n_freqs, n_frames) linear magnitude |STFT| of each segment.
@@ -765,32 +151,27 @@ def invert_magnitude(magnitude: np.ndarray, params: SpectrogramParams = Spectrog
     Returns:
         (n_sources, n_samples) float32 audio.
     """
-    _check_params(params)
-    _check_choice("algorithm", algorithm, ALGORITHMS)
-    _check_choice("method", method, METHODS)
+    check_choice("algorithm", algorithm, ALGORITHMS)
+    check_choice("method", method, METHODS)
     magnitude = np.asarray(magnitude)
     if magnitude.ndim != 4 or magnitude.shape[-2:] != (params.n_freqs, params.n_frames):
         raise UserError(f"magnitudes must be (n_sources, n_segments, {params.n_freqs}, {params.n_frames}), "
                         f"got {tuple(magnitude.shape)}")
     n_segments = magnitude.shape[1]
-    n_samples = _check_n_samples(n_samples, n_segments, params)
-    _check_choice("griffin_init", griffin_init, GRIFFIN_INITS)
-    overlap = None if method == "whole" else seam_overlap
-    magnitude_tf = _to_frames_first(magnitude.astype(np.float32, copy=False))  # (K, n_seg, T, F)
-    mixture_tf = None
+    n_samples = song_length(n_samples, n_segments, params)
+    check_choice("griffin_init", griffin_init, GRIFFIN_INITS)
+    magnitude = magnitude.astype(np.float32, copy=False)  # (K, n_seg, F, T)
+    stft_mixture = None
     if algorithm != "griffin" or griffin_init == "mixture":
         if mixture_audio is None:
             _no_mixture(algorithm)
-        mixture = _fit_length(np.asarray(mixture_audio, dtype=np.float32).reshape(-1),
-                              n_segments * params.segment_samples)
-        mixture_tf = _analyse_song(mixture, params, n_segments)  # (n_seg, T, F) complex64
-
+        mixture = np.asarray(mixture_audio, dtype=np.float32).reshape(-1)
+        stft_mixture = spectral.stft_song(mixture, params, n_segments)  # (n_seg, F, T) complex64
     if algorithm == "griffin":
-        spec_tf = _griffin_lim_tf(magnitude_tf, params, method, n_iter, momentum, seed, mixture_tf)
+        spec = spectral.griffin_lim(magnitude, params, method, n_iter, momentum, seed, init_phase=stft_mixture)
+    elif algorithm == "reuse_phase":
+        spec = mixture_phase(magnitude, stft_mixture)
     else:
-        if algorithm == "reuse_phase":
-            spec_tf = mixture_phase(magnitude_tf, mixture_tf)
-        else:
-            spec_tf = wiener_filter(magnitude_tf, mixture_tf)
-    audio = _synthesise_song(spec_tf.astype(np.complex64, copy=False), params, overlap)
-    return np.ascontiguousarray(audio[..., :n_samples], dtype=np.float32)
+        spec = wiener_filter(magnitude, stft_mixture)
+    song = spectral.synthesise_song(spec.astype(np.complex64, copy=False), params, n_samples, method, seam_overlap)
+    return np.ascontiguousarray(song, dtype=np.float32)

@@ -16,7 +16,7 @@ at ``params.sample_rate``, and return estimates ``(n_sources, n_samples)`` float
   inversion, the gap between a BASIS result and ``MEL`` the cost of the separation itself.
 
 The mask oracles use one centred STFT of the whole song (n_fft 2048, hop 512, Hann, as the rest of the suite) and
-its least-squares inverse (:func:`separation.inversion.stft` / :func:`~separation.inversion.istft`). Where every
+its least-squares inverse (:func:`core.spectral.stft` / :func:`core.spectral.istft`). Where every
 source is silent in a bin, ratio masks share the mixture equally, so ``IRM`` and ``MWF`` estimates sum to the mixture.
 """
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from core import spectral
 from core.errors import UserError
-from datasets.preprocessing import SpectrogramParams, mel_spectrogram_segments, segment_audio
+from core.spectral import SpectrogramParams, mel_spectrogram_segments, segment_audio
 from separation import inversion
 
 ORACLES = ("IBM1", "IBM2", "IRM1", "IRM2", "MWF", "MEL")
@@ -92,15 +93,15 @@ def oracle_separation(method: str, mixture: np.ndarray, sources: np.ndarray,
                            for source in sources])
         return inversion.invert_mel(mel_db, params, algorithm=mel_algorithm, method=mel_method,
                                     n_samples=n_samples, mixture_audio=mixture, **inversion_options)
-    stft_mixture = inversion.stft(mixture, params)
-    stft_sources = inversion.stft(sources, params)
+    stft_mixture = spectral.stft(mixture, params)
+    stft_sources = spectral.stft(sources, params)
     if method.startswith("IBM"):
         masks = ideal_binary_masks(stft_sources, stft_mixture, alpha=float(method[3:]))
     elif method.startswith("IRM"):
         masks = ideal_ratio_masks(stft_sources, alpha=float(method[3:]))
     else:  # MWF, mono: v_j / sum_k v_k with v_j = |S_j|^2 and unit spatial covariance
         masks = _ratio_masks(np.abs(stft_sources) ** 2)
-    estimates = inversion.istft(masks * stft_mixture, params, length=n_samples)
+    estimates = spectral.istft(masks * stft_mixture, params, length=n_samples)
     return estimates.astype(np.float32)
 
 

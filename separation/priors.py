@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Sequence
 
 from core import import_tensorflow
-from core.config import Config, load_config
+from core.config import CONFIG_NAME, Config, load_config
 from core.errors import UserError
 from core.training import BEST_DIR, check_trained_config, resolve_checkpoint, restore_model_weights
 from ncsn.networks import ARCHITECTURE_KEYS
 from separation.basis import FlowPrior, Prior, ScoreNetworkPrior
+from separation.separate import model_scaling
 
 tf = import_tensorflow()
 
@@ -81,8 +82,8 @@ def _training_config(path: str | os.PathLike) -> Config | None:
     """The config.yml of the run a restore path belongs to (a prior folder, a run, a checkpoint), if it has one."""
     path = Path(path)
     for folder in (path, path.parent, path.parent.parent):
-        if (folder / "config.yml").is_file():
-            return load_config(folder / "config.yml")
+        if (folder / CONFIG_NAME).is_file():
+            return load_config(folder / CONFIG_NAME)
     return None
 
 
@@ -96,9 +97,7 @@ def load_priors(model: str, paths: Sequence[str | os.PathLike], config: Config, 
     """
     if model not in MODELS:
         raise UserError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
-    if config.use_logit:
-        raise UserError("the config has use_logit: true, but BASIS separates in [0, 1] units (centred for Glow), "
-                        "not logits; use priors trained without use_logit and a config with use_logit: false")
+    model_scaling(config, model)  # refuses logit units
     for path in paths:
         trained = _training_config(path)
         if trained is not None and trained.use_logit:

@@ -1,4 +1,5 @@
-"""BASIS results files (``results.npz``): reading and checking them, and turning every spectrogram into audio.
+"""BASIS results files (``results.npz``, ``results_convergence.npz``): writing them, reading and checking them, and
+turning every spectrogram into audio. The one module that knows their layout.
 
 Layout (the seed's, plus optional keys the suite adds)::
 
@@ -29,11 +30,55 @@ from typing import Optional
 import numpy as np
 
 from core.errors import UserError, warn
-from datasets.preprocessing import SpectrogramParams, from_unit, power_to_db
+from core.spectral import SpectrogramParams, power_to_db
+from datasets.preprocessing import from_unit
 from separation import inversion
 
 #: a dB spectrogram of audio never has every value within this range; the seed's [0,1]-scaled output always has
 UNIT_RANGE = (-0.5, 1.5)
+#: the file names of a separation's results in its output folder
+RESULTS_NAME = "results.npz"
+CONVERGENCE_NAME = "results_convergence.npz"
+
+
+def save_results(folder: str | os.PathLike, estimates: list[np.ndarray], mixture: np.ndarray,
+                 ground_truth: Optional[list[np.ndarray]] = None, names: Optional[list[str]] = None,
+                 stft_mixture: Optional[np.ndarray] = None, n_samples: Optional[int] = None, **extra) -> Path:
+    """Write ``folder/results.npz`` in the layout above (x1, x2, ...; gt1, gt2, ... when given; mixed; and the
+    optional keys when given; ``extra`` arrays as they are, e.g. the toy separation's ``psnr``).
+
+    Args:
+        estimates: one (n_segments, n_mels, n_frames) array per source (images: (N, h, w, c)).
+        mixture: the mixture's spectrograms (or images), same shape.
+        ground_truth: the true sources, same shapes, or None.
+    Returns:
+        the path written.
+    """
+    arrays = {f"x{k + 1}": np.asarray(x) for k, x in enumerate(estimates)}
+    if ground_truth is not None:
+        arrays.update({f"gt{k + 1}": np.asarray(g) for k, g in enumerate(ground_truth)})
+    arrays["mixed"] = np.asarray(mixture)
+    if stft_mixture is not None:
+        arrays["stft_mixture"] = stft_mixture
+    if names is not None:
+        arrays["sources"] = np.array(list(names))
+    if n_samples is not None:
+        arrays["n_samples"] = np.array(n_samples)
+    path = Path(folder) / RESULTS_NAME
+    np.savez(path, **arrays, **extra)
+    return path
+
+
+def save_convergence(folder: str | os.PathLike, sigmas: np.ndarray, history: list[np.ndarray],
+                     names: Optional[list[str]] = None) -> Path:
+    """Write ``folder/results_convergence.npz``: ``sigmas`` (L,) and x1, x2, ... the estimates after each of the
+    L levels, (L, n_segments, n_mels, n_frames) per source, and ``sources`` when given."""
+    arrays = {f"x{k + 1}": np.asarray(x) for k, x in enumerate(history)}
+    if names is not None:
+        arrays["sources"] = np.array(list(names))
+    path = Path(folder) / CONVERGENCE_NAME
+    np.savez(path, sigmas=np.asarray(sigmas, np.float32), **arrays)
+    return path
 
 
 @dataclasses.dataclass

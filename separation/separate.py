@@ -1,6 +1,7 @@
 """Running BASIS on a song: the mixture's segments in the priors' units, the run, and what it writes.
 
-:func:`run_separation` is shared by songs (:class:`SongTask`) and toy images (:class:`separation.toy.ImageTask`):
+:func:`separate_song` is the whole separation of one song (what every script runs); :func:`run_separation`, the
+BASIS part of it, is shared by songs (:class:`SongTask`) and toy images (:class:`separation.toy.ImageTask`):
 it loads the priors, builds :class:`separation.basis.Basis` from the config, separates the task's mixtures in
 batches with a progress bar and a resume state, and returns the estimates in model units. A task knows how its data
 map to model units and back, and what to write.
@@ -20,10 +21,9 @@ import numpy as np
 
 from core.config import Config
 from core.errors import UserError, warn
+from datasets.data_loader import Scaling
 from datasets.preprocessing import from_unit, to_unit
 
-#: estimates of the model are in [0, 1] (NCSN) or [-0.5, 0.5] (Glow): offset added to get [0, 1]
-MODEL_OFFSETS = {"ncsn": 0.0, "glow": 0.5}
 #: the resume state of a separation in its output folder (removed once the separation is done)
 STATE_NAME = "basis_state.npz"
 
@@ -38,14 +38,20 @@ class SeparationResult:
     seconds: float
 
 
-def to_model_units(unit: np.ndarray, model: str) -> np.ndarray:
-    """[0, 1] data -> the priors' units (NCSN: as is; Glow: centred on 0)."""
-    return (np.asarray(unit, np.float32) - MODEL_OFFSETS[model]).astype(np.float32)
+def model_scaling(config: Config, model: str) -> Scaling:
+    """The model units BASIS gives priors of kind ``model``: those they were trained in (Glow centred on 0, as
+    ``train_glow.py`` trains it; NCSN [0, 1]), from ``config``, without dequantisation noise.
 
-
-def from_model_units(values: np.ndarray, model: str) -> np.ndarray:
-    """The priors' units -> [0, 1] data, clipped (the dynamics may step slightly outside)."""
-    return np.clip(np.asarray(values, np.float32) + MODEL_OFFSETS[model], 0.0, 1.0)
+    Raises:
+        UserError: a config with ``use_logit: true`` (the mixing models need units that are a shift of [0, 1]).
+    """
+    scaling = Scaling.from_config(config, centered=model == "glow", dequantization=False)
+    try:
+        scaling.offset
+    except UserError:
+        raise UserError("the config has use_logit: true, but BASIS separates in [0, 1] units (centred for Glow), "
+                        "not logits; use priors trained without use_logit and a config with use_logit: false") from None
+    return scaling
 
 
 def run_fingerprint(restore_paths: Sequence[str], model: str, data: str, n_mixtures: int, batch_size: int,
@@ -80,8 +86,8 @@ class SongTask:
         song: the loaded song (:func:`datasets.data_loader.load_song`).
         names: the source names, one per prior.
         config: the separation's config.
-        model: "ncsn" or "glow" (the priors' units).
-        mixture: (N, n_mels, n_frames, 1) float32, the mixture's segments in model units.
+        model: "ncsn" or "glow" (the kind of priors).
+        mixture: (N, n_mels, n_frames, 1) float32, the mixture's segments in model units (:attr:`scaling`).
     """
 
     song: object
@@ -117,7 +123,11 @@ class SongTask:
             warn(f"{song_dir} has no {', '.join(n + '.wav' for n in missing)}: no ground truth is stored and "
                  "metrics are skipped")
         unit = np.clip(to_unit(song.mix_mel, config.scale, params), 0.0, 1.0)
-        return cls(song, list(names), config, model, to_model_units(unit[..., np.newaxis], model))
+        return cls(song, list(names), config, model, model_scaling(config, model).to_model(unit[..., np.newaxis]))
+
+    @property
+    def scaling(self) -> Scaling:
+        return model_scaling(self.config, self.model)
 
     @property
     def n_mixtures(self) -> int:
@@ -137,7 +147,7 @@ class SongTask:
     def to_data(self, values: np.ndarray) -> np.ndarray:
         """Model units (..., n_mels, n_frames, 1) -> spectrograms (..., n_mels, n_frames) float32 in the config's scale
         (dB clipped to [db_min, db_max])."""
-        unit = from_model_units(values, self.model)[..., 0]
+        unit = self.scaling.from_model(values)[..., 0]
         return from_unit(unit, self.config.scale, self.song.params).astype(np.float32)
 
     def save(self, output: Path, result: SeparationResult, logger: logging.Logger) -> dict[str, np.ndarray]:
@@ -145,28 +155,26 @@ class SongTask:
         estimates {name: (N, n_mels, n_frames)} in the config's scale."""
         from separation import figures
 
+        from separation.results import CONVERGENCE_NAME, RESULTS_NAME, save_convergence, save_results
+
         estimates = {name: self.to_data(result.estimates[k]) for k, name in enumerate(self.names)}
-        arrays = {f"x{k + 1}": estimates[name] for k, name in enumerate(self.names)}
-        if self.has_ground_truth:
-            arrays.update({f"gt{k + 1}": self.song.sources_mel[name].astype(np.float32)
-                           for k, name in enumerate(self.names)})
-        arrays.update(mixed=self.song.mix_mel.astype(np.float32), stft_mixture=self.song.stft_mixture,
-                      sources=np.array(self.names), n_samples=np.array(self.song.n_samples))
-        np.savez(output / "results.npz", **arrays)
-        convergence = {f"x{k + 1}": self.to_data(result.history[:, k]) for k in range(len(self.names))}
-        np.savez(output / "results_convergence.npz", sigmas=result.sigmas, sources=np.array(self.names),
-                 **convergence)
-        logger.info("separated %d segments in %.1f s; wrote results.npz and results_convergence.npz (%s)",
-                    self.n_mixtures, result.seconds, ", ".join(f"x{k + 1}={n}" for k, n in enumerate(self.names)))
+        truth = ([self.song.sources_mel[name].astype(np.float32) for name in self.names] if self.has_ground_truth
+                 else None)
+        save_results(output, list(estimates.values()), self.song.mix_mel.astype(np.float32), truth, self.names,
+                     self.song.stft_mixture, self.song.n_samples)
+        save_convergence(output, result.sigmas, [self.to_data(result.history[:, k]) for k in range(len(self.names))],
+                         self.names)
+        logger.info("separated %d segments in %.1f s; wrote %s and %s (%s)", self.n_mixtures, result.seconds,
+                    RESULTS_NAME, CONVERGENCE_NAME, ", ".join(f"x{k + 1}={n}" for k, n in enumerate(self.names)))
         if self.config.scale == "dB":
             references = {n: self.song.sources_mel[n] for n in self.names if n in self.song.sources_mel}
             figures.plot_spectrogram_comparison(references, estimates, output / "spectrograms.png",
                                                 self.song.params,
                                                 title=f"{self.song.name}: ground truth vs BASIS estimate (dB)")
         shown = slice(0, min(4, self.n_mixtures))
-        images = {"mixture": from_model_units(self.mixture[shown], self.model)}
+        images = {"mixture": self.scaling.from_model(self.mixture[shown])}
         for k, name in enumerate(self.names):
-            images[f"estimate/{name}"] = from_model_units(result.estimates[k, shown], self.model)
+            images[f"estimate/{name}"] = self.scaling.from_model(result.estimates[k, shown])
             if name in self.song.sources_mel:
                 unit = to_unit(self.song.sources_mel[name][shown], self.config.scale, self.song.params)
                 images[f"ground_truth/{name}"] = np.clip(unit, 0.0, 1.0)[..., np.newaxis]
@@ -220,7 +228,7 @@ def build_basis(task, restore_paths: Sequence[str], model: str, mixing_name: Opt
     sigmas = sigmas_from_config(config)
     priors = load_priors(model, restore_paths, config, task.mixture.shape[1:], sigmas)
     mixing = make_mixing_model(mixing_name or task.default_mixing, config.spectrogram_params(),
-                               MODEL_OFFSETS[model], config.scale)
+                               task.scaling.offset, config.scale)
     return Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile)
 
 
@@ -255,7 +263,7 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
     start = time.perf_counter()
     try:
         estimates, history = separate_in_batches(basis, task.mixture, seed, batch_size, init,
-                                                 low=-MODEL_OFFSETS[model], state_path=state_path,
+                                                 low=-task.scaling.offset, state_path=state_path,
                                                  fingerprint=fingerprint, progress=bar, logger=logger)
     except SamplingDiverged:
         _save_partial_convergence(task, state_path, sigmas)
@@ -265,13 +273,43 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
     return SeparationResult(estimates, history, np.asarray(sigmas, np.float32), time.perf_counter() - start)
 
 
+def separate_song(task, restore_paths: Sequence[str], model: str, output: Path, fingerprint: str, seed: int = 0,
+                  batch_size: int = 16, mixing_name: Optional[str] = None, init: str = "uniform",
+                  jit_compile: bool = False, invert: bool = True, algorithm: str = "wiener", method: str = "frame",
+                  progress: bool = True, logger: Optional[logging.Logger] = None, basis=None):
+    """The whole separation of one task into ``output``: BASIS (resuming from ``output/basis_state.npz``), its
+    results files and figures (:meth:`SongTask.save`), with ``invert`` the sources' wavs and, with ground truth,
+    their BSS Eval scores; the resume state is removed last. What ``run_basis_sep.py``, the song-folder driver and
+    the example all run.
+
+    Args:
+        task: a :class:`SongTask` or a :class:`separation.toy.ImageTask` (images are never inverted).
+        fingerprint: :func:`run_fingerprint` of the run (a resume state of another run is refused).
+        basis: a BASIS built by :func:`build_basis` for the same config, reused (see :func:`run_separation`).
+    Returns:
+        (result, scores): the :class:`SeparationResult` and the :class:`separation.bss_eval.Scores` (None without
+        inversion or ground truth).
+    """
+    logger = logger or logging.getLogger("sepsuite")
+    state_path = output / STATE_NAME
+    result = run_separation(task, restore_paths, model, state_path, fingerprint, seed=seed, batch_size=batch_size,
+                            mixing_name=mixing_name, init=init, jit_compile=jit_compile, progress=progress,
+                            logger=logger, basis=basis)
+    task.save(output, result, logger)
+    scores = None
+    if invert and task.kind == "song":
+        _, scores = task.invert_and_score(output, result, algorithm, method, logger)
+    state_path.unlink(missing_ok=True)
+    return result, scores
+
+
 def _save_partial_convergence(task, state_path: Path, sigmas) -> None:
     """After a divergence: the estimates after every finished level, as results_convergence.npz."""
     if not state_path.is_file():
         return
     with np.load(state_path, allow_pickle=False) as state:
         history = state["history"]
-    done = history.shape[0]
-    arrays = {f"x{k + 1}": task.to_data(history[:, k]) for k in range(history.shape[1])}
-    np.savez(state_path.with_name("results_convergence.npz"), sigmas=np.asarray(sigmas[:done], np.float32),
-             sources=np.array(task.names), **arrays)
+    from separation.results import save_convergence
+
+    save_convergence(state_path.parent, np.asarray(sigmas[:history.shape[0]], np.float32),
+                     [task.to_data(history[:, k]) for k in range(history.shape[1])], task.names)

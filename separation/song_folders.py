@@ -4,7 +4,8 @@ Used by ``separate_songs.py`` (any folder of song folders, ``--shard i/n``) and 
 the output folder ``OUT/<song>/`` gets what ``run_basis_sep.py --inverse`` writes, plus, with ground truth,
 ``baselines/mixture/`` (every source estimated as mixture / K) and ``baselines/IRM/`` (the ideal ratio mask of the
 true source powers, IRM2) with their wavs and ``metrics.json``. A song whose ``metrics.json`` (or, without ground
-truth, ``results.npz`` and wavs) is already there is skipped. The aggregate is the field's convention: median over
+truth, ``results.npz`` and wavs) is already there, with no resume state left, is not separated again; baselines
+it lacks (a run stopped between the two) are scored. The aggregate is the field's convention: median over
 frames per song, then median over songs.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from core.config import CONFIG_NAME
 from core.errors import UserError, warn
 from separation import evaluation
 
@@ -62,9 +64,21 @@ def shard(songs: Sequence[Path], index: int, count: int) -> list[Path]:
 
 
 def song_done(folder: Path, names: Sequence[str], with_scores: bool) -> bool:
+    """Whether BASIS is done for a song: its scores (with ground truth) or its results and wavs are there and no
+    resume state is left."""
+    from separation.results import RESULTS_NAME
+    from separation.separate import STATE_NAME
+
+    if (folder / STATE_NAME).is_file():
+        return False
     if with_scores:
         return (folder / evaluation.JSON_NAME).is_file()
-    return (folder / "results.npz").is_file() and all((folder / f"{n}.wav").is_file() for n in names)
+    return (folder / RESULTS_NAME).is_file() and all((folder / f"{n}.wav").is_file() for n in names)
+
+
+def baselines_done(folder: Path) -> bool:
+    """Whether every baseline of :func:`score_baselines` has its scores in ``folder``."""
+    return all((folder / BASELINE_DIR / m / evaluation.JSON_NAME).is_file() for m in METHODS[1:])
 
 
 def score_baselines(song, names: Sequence[str], folder: Path) -> dict[str, evaluation.Scores]:
@@ -101,7 +115,7 @@ def collect_scores(output: Path, songs: Sequence[Path]) -> dict[str, dict[str, e
 
 
 def aggregate_table(scores: dict[str, dict[str, evaluation.Scores]], names: Sequence[str]):
-    """A pandas table: rows (method, source), columns SDR SIR ISR SAR and the number of songs; median over frames
+    """A pandas table: rows (method, source), columns SDR ISR SIR SAR and the number of songs; median over frames
     per song, then over songs (NaN frames ignored)."""
     import pandas as pd
 
@@ -134,7 +148,8 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
         the songs separated by this call (the others were done already).
     """
     from core.config import save_config
-    from separation.separate import STATE_NAME, SongTask, build_basis, run_fingerprint, run_separation
+    from datasets.data_loader import load_song
+    from separation.separate import SongTask, build_basis, run_fingerprint, separate_song
 
     logger = logger or logging.getLogger("sepsuite")
     basis = None  # one BASIS for all songs: the priors are loaded and its level loop compiled once per batch shape
@@ -143,25 +158,28 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
         folder = output / song_dir.name
         has_gt = all((song_dir / f"{n}.wav").is_file() for n in names)
         if song_done(folder, names, has_gt):
-            logger.info("[%d/%d] %s: done already, skipped", number, len(songs), song_dir.name)
+            if not (baselines and has_gt) or baselines_done(folder):
+                logger.info("[%d/%d] %s: done already, skipped", number, len(songs), song_dir.name)
+                continue
+            logger.info("[%d/%d] %s: BASIS done already; scoring the baselines", number, len(songs), song_dir.name)
+            params = config.spectrogram_params()
+            score_baselines(load_song(song_dir, names, params, config.scale, n_segments), names, folder)
+            done.append(song_dir)
             continue
         logger.info("[%d/%d] %s", number, len(songs), song_dir.name)
         task = SongTask.from_song(song_dir, names, config, n_segments, model)
         folder.mkdir(parents=True, exist_ok=True)
-        save_config(task.config, folder / "config.yml")
+        save_config(task.config, folder / CONFIG_NAME)
         if basis is None:
             basis = build_basis(task, restore_paths, model)
         key = run_fingerprint(restore_paths, model, str(song_dir.resolve()), task.n_mixtures, batch_size, seed,
                               task.config)
-        result = run_separation(task, restore_paths, model, folder / STATE_NAME, key, seed=seed,
-                                batch_size=batch_size, progress=progress, logger=logger, basis=basis)
-        task.save(folder, result, logger)
-        _, scores = task.invert_and_score(folder, result, algorithm, method, logger)
+        _, scores = separate_song(task, restore_paths, model, folder, key, seed=seed, batch_size=batch_size,
+                                  algorithm=algorithm, method=method, progress=progress, logger=logger, basis=basis)
         if baselines and scores is not None:
             score_baselines(task.song, names, folder)
         elif baselines:
             warn(f"{song_dir.name} has no source wavs: no baselines")
-        (folder / STATE_NAME).unlink(missing_ok=True)
         done.append(song_dir)
     return done
 

@@ -15,10 +15,13 @@ import numpy as np
 
 from core.config import Config
 from separation.basis import best_permutation_psnr
-from separation.separate import SeparationResult, tensorboard_images, from_model_units, to_model_units
+from datasets.data_loader import Scaling
+from separation.separate import SeparationResult, model_scaling, tensorboard_images
 
 #: mixtures separated by default (the seed's table: 1 000 pairs)
 DEFAULT_PAIRS = 1000
+#: the per-pair scores in the output folder
+PSNR_NAME = "psnr.csv"
 
 
 @dataclasses.dataclass
@@ -45,17 +48,21 @@ class ImageTask:
         return self.mixture.shape[0]
 
     @property
+    def scaling(self) -> Scaling:
+        return model_scaling(self.config, self.model)
+
+    @property
     def description(self) -> str:
         h, w, c = self.mixture.shape[1:]
         return f"{self.dataset}: {self.n_mixtures} mixtures of two {h}x{w}x{c} test images (their mean)"
 
     def to_data(self, values: np.ndarray) -> np.ndarray:
-        return from_model_units(values, self.model)
+        return self.scaling.from_model(values)
 
     def scores(self, estimates_unit: np.ndarray):
         """(psnr (2, N), swapped (N,), baseline (2, N)) of estimates (2, N, h, w, c) in [0, 1]."""
         values, swapped = best_permutation_psnr(estimates_unit, self.references)
-        mixture = from_model_units(self.mixture, self.model)
+        mixture = self.scaling.from_model(self.mixture)
         baseline, _ = best_permutation_psnr(np.stack([mixture, mixture]), self.references)
         return values, swapped, baseline
 
@@ -63,16 +70,16 @@ class ImageTask:
         """results.npz (x1, x2, gt1, gt2, mixed, psnr), results_convergence.npz, psnr.csv, separation.png,
         TensorBoard images; prints the mean PSNR next to the mixture baseline."""
         from separation.figures import plot_image_separation
+        from separation.results import save_convergence, save_results
 
         estimates = self.to_data(result.estimates)
         values, swapped, baseline = self.scores(estimates)
         ordered = np.where(swapped[None, :, None, None, None], estimates[::-1], estimates)
-        mixture = from_model_units(self.mixture, self.model)
-        np.savez(output / "results.npz", x1=ordered[0], x2=ordered[1], gt1=self.references[0],
-                 gt2=self.references[1], mixed=mixture, psnr=values.mean(axis=0))
+        mixture = self.scaling.from_model(self.mixture)
+        save_results(output, list(ordered), mixture, list(self.references), psnr=values.mean(axis=0))
         history = self.to_data(result.history)
-        np.savez(output / "results_convergence.npz", x1=history[:, 0], x2=history[:, 1], sigmas=result.sigmas)
-        with open(output / "psnr.csv", "w", newline="") as handle:
+        save_convergence(output, result.sigmas, [history[:, 0], history[:, 1]])
+        with open(output / PSNR_NAME, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["pair", "psnr_image1", "psnr_image2", "psnr", "swapped", "baseline_psnr"])
             for i in range(self.n_mixtures):
@@ -105,4 +112,4 @@ def image_task(dataset: str, config: Config, n_pairs: int, model: str) -> ImageT
     config = dataclasses.replace(config, height=height, width=width)
     images = load_test_images(dataset, 2 * n_pairs)
     references = np.stack([images[0::2], images[1::2]])
-    return ImageTask(dataset, config, model, references, to_model_units(references.mean(axis=0), model))
+    return ImageTask(dataset, config, model, references, model_scaling(config, model).to_model(references.mean(axis=0)))

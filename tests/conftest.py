@@ -65,6 +65,20 @@ def rng():
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests marked slow (a minute or more: scripts that train or separate) run first, so that the two xdist
-    workers (pytest.ini), which take one test at a time, finish together instead of one waiting on a long test."""
+    """Tests that run a script of the suite as a user would (through :func:`run_script`) are marked ``script``
+    (``-m script`` runs only those, ``-m "not script"`` only the in-process ones). The tests marked slow (a minute
+    or more: scripts that train or separate) run first, so that the two xdist workers (pytest.ini), which take one
+    test at a time, finish together instead of one waiting on a long test."""
+    import inspect
+
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and "run_script(" in inspect.getsource(function):
+            item.add_marker(pytest.mark.script)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Global SDR in dB: 10 log10(|s|^2 / |s - s_hat|^2)."""
+    reference, estimate = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
+    return float(10 * np.log10(np.sum(reference ** 2) / np.sum((reference - estimate) ** 2)))

@@ -15,7 +15,8 @@ import pytest
 from core import import_tensorflow
 from datasets import midi_dataset as md
 from datasets.data_loader import load_song
-from datasets.preprocessing import SpectrogramParams, to_unit
+from core.spectral import SpectrogramParams
+from datasets.preprocessing import to_unit
 from ncsn.sampling import SamplingDiverged
 from separation import basis as bs
 

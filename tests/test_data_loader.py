@@ -1,17 +1,19 @@
 """The tf.data training pipeline and the song loader."""
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import numpy as np
 import pytest
 
 from conftest import SR, music_like, run_script, write_wav
+from core import spectral
 from core.errors import UserError
 from datasets import data_loader as dl
 from datasets import preprocessing as pp
 
-PARAMS = pp.SpectrogramParams()
+PARAMS = spectral.SpectrogramParams()
 SHAPE = (96, 64)
 
 
@@ -24,7 +26,7 @@ def make_source_dataset(root, n_train_files=3, n_test_files=1, per_file=10, seed
         for index in range(n_files):
             spectrograms = rng.uniform(-100, 20, (per_file, *SHAPE)).astype(np.float32)
             if scale == "power":
-                spectrograms = pp.db_to_power(spectrograms).astype(np.float32)
+                spectrograms = spectral.db_to_power(spectrograms).astype(np.float32)
             pp.write_tfrecord(root / split / f"part{index}.tfrecord", spectrograms, f"file{index}.wav", scale)
             arrays.append(spectrograms)
         written[split] = np.concatenate(arrays)
@@ -75,6 +77,41 @@ def test_centered_logit_and_noise(tmp_path):
     assert lifted.min() >= -1e-6 and lifted.max() <= 0.01 + 1e-6 and lifted.std() > 0.002
 
 
+@pytest.mark.parametrize("scaling", [dl.Scaling(), dl.Scaling(centered=True), dl.Scaling(logit_alpha=0.05)],
+                         ids=["unit", "centred", "logit"])
+def test_model_units_round_trip_in_numpy_and_tensorflow(scaling):
+    import tensorflow as tf
+
+    unit = np.linspace(0.0, 1.0, 101, dtype=np.float32).reshape(1, 101, 1)
+    alpha = scaling.logit_alpha
+    expected = (np.log((alpha + (1 - 2 * alpha) * unit) / (1 - alpha - (1 - 2 * alpha) * unit)) if alpha
+                else unit - 0.5 if scaling.centered else unit)
+    model = scaling.to_model(unit)
+    assert isinstance(model, np.ndarray) and model.dtype == np.float32
+    np.testing.assert_allclose(model, expected, atol=1e-5)
+    np.testing.assert_allclose(scaling.to_model(tf.constant(unit)).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(scaling.from_model(model), unit, atol=1e-5)
+    np.testing.assert_allclose(scaling.from_model(tf.constant(model)).numpy(), unit, atol=1e-5)
+    beyond = scaling.from_model(np.array([-50.0, 50.0], np.float32))  # samplers step outside: clipped to [0, 1]
+    np.testing.assert_array_equal(beyond, [0.0, 1.0])
+    if alpha:
+        with pytest.raises(UserError, match="logits"):
+            scaling.offset
+    else:
+        assert scaling.offset == (0.5 if scaling.centered else 0.0)
+
+
+def test_basis_units_are_the_training_units_and_refuse_logits():
+    from core.config import load_config
+    from separation.separate import model_scaling
+
+    config = load_config("configs/pretrained_ncsn.yml")
+    assert model_scaling(config, "ncsn").offset == 0.0 and model_scaling(config, "glow").offset == 0.5
+    assert model_scaling(config, "glow").dequantization_noise == 0.0
+    with pytest.raises(UserError, match="use_logit: true"):
+        model_scaling(dataclasses.replace(config, use_logit=True, alpha=0.05), "ncsn")
+
+
 def test_power_records_scale_by_the_ceiling(tmp_path):
     written = make_source_dataset(tmp_path / "piano", n_train_files=1, scale="power")
     data = dl.load_source_data(tmp_path / "piano", 5, dl.Scaling("power"), SHAPE)
@@ -97,7 +134,7 @@ def test_bad_datasets_give_clear_errors(tmp_path):
         dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("power"), SHAPE)
 
     with pytest.raises(UserError, match=r"values in \[-100, 20\], outside the range \[-80, 20\]"):
-        dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("dB", params=pp.SpectrogramParams(db_min=-80.0)), SHAPE)
+        dl.load_source_data(tmp_path / "piano", 4, dl.Scaling("dB", params=spectral.SpectrogramParams(db_min=-80.0)), SHAPE)
 
     broken = tmp_path / "piano" / "train" / "part1.tfrecord"
     broken.write_bytes(broken.read_bytes()[:-500])
@@ -152,7 +189,7 @@ def test_load_song_pads_keeps_length_and_matches_direct_computation(tmp_path):
     assert song.mix_mel.shape == (3, 96, 64) and song.stft_mixture.shape == (3, 1025, 64)
     assert set(song.sources_mel) == {"piano", "violin"}
     np.testing.assert_array_equal(song.mix_audio, mix)
-    expected = pp.mel_spectrogram_segments(pp.segment_audio(audio["violin"], 32640), PARAMS, "dB")
+    expected = spectral.mel_spectrogram_segments(spectral.segment_audio(audio["violin"], 32640), PARAMS, "dB")
     np.testing.assert_array_equal(song.sources_mel["violin"], expected)
     # the mixture's STFT is the STFT of the padded segments: inverting it gives back the song
     import librosa
@@ -271,7 +308,7 @@ def test_augmentation_is_a_bounded_smooth_curve_plus_gain_and_keeps_the_floor():
     assert np.std(curve.mean(axis=1)) > 0.3 and np.std(curve.std(axis=1)) > 0.05    # drawn per spectrogram
     loud = np.full((2, *SHAPE), 19.0, np.float32)                   # the result stays in the dB range
     assert np.max(augment(tf.constant(loud), "dB", seed=2).numpy()) <= 20.0
-    power = pp.db_to_power(spectrograms).astype(np.float32)
+    power = spectral.db_to_power(spectrograms).astype(np.float32)
     out_power = augment(tf.constant(power), "power", seed=1).numpy()
     np.testing.assert_array_equal(out_power[:, :, :5], power[:, :, :5])
     change_power = 10 * np.log10(out_power[:, :, 5:] / power[:, :, 5:])     # a power record: the same in dB

@@ -83,6 +83,15 @@ def test_separate_songs_shards_skips_done_songs_and_aggregates(songs, tmp_path):
     assert basis_piano == pytest.approx(np.median(per_song), abs=1e-6)
     again = run_script(*common, timeout=900)
     assert again.returncode == 0 and again.stderr.count("done already, skipped") == 3, again.stderr[-2000:]
+    # a run stopped after a song's BASIS scores but before its baselines: the re-run scores only the baselines
+    import shutil
+
+    basis_scores = (output / "song0" / "metrics.json").read_bytes()
+    shutil.rmtree(output / "song0" / "baselines")
+    mended = run_script(*common, timeout=900)
+    assert mended.returncode == 0 and "song0: BASIS done already; scoring the baselines" in mended.stderr
+    assert (output / "song0" / "baselines" / "IRM" / "metrics.json").is_file()
+    assert (output / "song0" / "metrics.json").read_bytes() == basis_scores  # not separated again
     assert_one_line_error(run_script(*common, "--shard", "3/2"), "--shard 3/2")
     assert_one_line_error(run_script("separate_songs.py", str(tmp_path / "none"), *PRIORS, "--config",
                                      PRIORS[0] + "/config.yml"), "does not exist")

@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import SR, assert_one_line_error, music_like, run_script, write_wav
+from conftest import SR, assert_one_line_error, music_like, run_script, sdr, write_wav
+from core import spectral
 from core.errors import UserError
 from datasets import preprocessing as pp
 from datasets.data_loader import load_song
 from separation import evaluation, inversion as inv
 from separation.results import load_results
 
-PARAMS = pp.SpectrogramParams()
+PARAMS = spectral.SpectrogramParams()
 SEG = PARAMS.segment_samples
-
-def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Global SDR in dB: 10 log10(|s|^2 / |s - s_hat|^2)."""
-    reference, estimate = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
-    return float(10 * np.log10(np.sum(reference ** 2) / np.sum((reference - estimate) ** 2)))
-
 
 def two_sources(seconds: float = 4.5) -> np.ndarray:
     """(2, n) float64: a low and a high harmonic voice."""
@@ -34,41 +29,41 @@ def two_sources(seconds: float = 4.5) -> np.ndarray:
 
 def test_istft_segments_inverts_stft_segments_and_matches_librosa():
     audio = music_like(5.0, seed=3).astype(np.float64)
-    segments = pp.segment_audio(audio, SEG)
-    stft = pp.stft_segments(segments, PARAMS)
-    back = inv.istft_segments(stft, PARAMS)
+    segments = spectral.segment_audio(audio, SEG)
+    stft = spectral.stft_segments(segments, PARAMS)
+    back = spectral.istft_segments(stft, PARAMS)
     assert back.shape == segments.shape and back.dtype == np.float64
     np.testing.assert_allclose(back, segments, atol=1e-10)
     np.testing.assert_allclose(back.reshape(-1)[:audio.size], audio, atol=1e-10)
     reference = np.stack([librosa.istft(s, hop_length=512, n_fft=2048, length=SEG) for s in stft])
     np.testing.assert_allclose(back, reference, atol=1e-10)
-    single = inv.istft_segments(stft.astype(np.complex64), PARAMS)  # single precision in, float32 out
+    single = spectral.istft_segments(stft.astype(np.complex64), PARAMS)  # single precision in, float32 out
     assert single.dtype == np.float32 and np.abs(single - segments).max() < 1e-5
 
 
 def test_stft_of_whole_signals_matches_librosa_and_inverts():
     audio = music_like(3.3, seed=4).astype(np.float64)
-    stft = inv.stft(audio, PARAMS)
+    stft = spectral.stft(audio, PARAMS)
     np.testing.assert_allclose(stft, librosa.stft(audio, n_fft=2048, hop_length=512, pad_mode="reflect"), atol=1e-9)
-    np.testing.assert_allclose(inv.istft(stft, PARAMS, audio.size), audio, atol=1e-10)
-    batch = inv.stft(np.stack([audio, -audio]), PARAMS)
+    np.testing.assert_allclose(spectral.istft(stft, PARAMS, audio.size), audio, atol=1e-10)
+    batch = spectral.stft(np.stack([audio, -audio]), PARAMS)
     np.testing.assert_allclose(batch[1], -stft, atol=1e-12)
 
 
 def test_song_frames_sit_at_their_true_positions_and_resynthesise_exactly():
     audio = music_like(5.5, seed=5).astype(np.float64)  # 3 segments, the last one partial
-    per_segment = pp.stft_segments(pp.segment_audio(audio, SEG), PARAMS)
-    song = inv.stft_song(audio, PARAMS)
+    per_segment = spectral.stft_segments(spectral.segment_audio(audio, SEG), PARAMS)
+    song = spectral.stft_song(audio, PARAMS)
     assert song.shape == per_segment.shape == (3, 1025, 64)
     np.testing.assert_allclose(song[..., 3:61], per_segment[..., 3:61], atol=1e-9)  # away from the borders
     assert np.abs(song[1, :, 0] - per_segment[1, :, 0]).max() > 1.0  # the border frame sees the real neighbour
-    np.testing.assert_allclose(inv.stft_song(audio[:SEG], PARAMS), per_segment[:1], atol=1e-9)
-    for method in inv.METHODS:
-        out = inv.synthesise_song(song, PARAMS, audio.size, method=method)
+    np.testing.assert_allclose(spectral.stft_song(audio[:SEG], PARAMS), per_segment[:1], atol=1e-9)
+    for method in spectral.METHODS:
+        out = spectral.synthesise_song(song, PARAMS, audio.size, method=method)
         assert out.shape == audio.shape
         np.testing.assert_allclose(out, audio, atol=1e-10)
     # seam_overlap=0 is the seed's concatenation of per-segment inverses
-    concatenated = inv.synthesise_song(per_segment, PARAMS, audio.size, method="frame", seam_overlap=0)
+    concatenated = spectral.synthesise_song(per_segment, PARAMS, audio.size, method="frame", seam_overlap=0)
     np.testing.assert_allclose(concatenated, audio, atol=1e-10)
 
 
@@ -76,16 +71,16 @@ def test_song_frames_sit_at_their_true_positions_and_resynthesise_exactly():
 
 def nnls_residual(power: np.ndarray, mel_power: np.ndarray) -> np.ndarray:
     """||A P - M|| per frame (float64), A the mel filters."""
-    basis = pp.mel_filterbank(PARAMS)
+    basis = spectral.mel_filterbank(PARAMS)
     return np.linalg.norm(np.einsum("mf,...ft->...mt", basis, power.astype(np.float64)) - mel_power, axis=-2)
 
 
 @pytest.mark.parametrize("noise_db", [0.0, 6.0])
 def test_nnls_residual_no_worse_than_librosa(noise_db, rng):
-    mel_db = pp.audio_to_mel_segments(music_like(2.1, seed=6), PARAMS)[0, :, 20:28]  # 8 frames: librosa is slow
+    mel_db = spectral.audio_to_mel_segments(music_like(2.1, seed=6), PARAMS)[0, :, 20:28]  # 8 frames: librosa is slow
     mel_db = np.clip(mel_db + rng.normal(0.0, noise_db, mel_db.shape), -100, 20)  # noise: an imperfect estimate
-    mel_power = pp.db_to_power(mel_db)
-    magnitude = inv.mel_to_magnitude(mel_power, PARAMS)
+    mel_power = spectral.db_to_power(mel_db)
+    magnitude = spectral.mel_to_magnitude(mel_power, PARAMS)
     assert magnitude.shape == (1025, 8) and magnitude.dtype == np.float32
     assert np.all(magnitude >= 0) and np.all(np.isfinite(magnitude))
     reference = librosa.feature.inverse.mel_to_stft(mel_power, sr=SR, n_fft=2048, fmin=125, fmax=7600)
@@ -93,7 +88,7 @@ def test_nnls_residual_no_worse_than_librosa(noise_db, rng):
     assert np.all(ours <= theirs * 1.001 + 1e-9), (ours, theirs)  # no frame worse
     if noise_db == 0:  # a spectrum fits exactly: far below librosa's residual
         assert np.linalg.norm(ours) < 0.2 * np.linalg.norm(theirs)
-    batched = inv.mel_to_magnitude(np.stack([mel_power, mel_power]), PARAMS)  # frames are independent
+    batched = spectral.mel_to_magnitude(np.stack([mel_power, mel_power]), PARAMS)  # frames are independent
     np.testing.assert_array_equal(batched[0], batched[1])
     np.testing.assert_allclose(batched[1], magnitude, atol=1e-3 * magnitude.max())  # float32 BLAS rounding only
 
@@ -103,8 +98,8 @@ def test_nnls_residual_no_worse_than_librosa(noise_db, rng):
 def test_wiener_filter_with_true_magnitudes_separates_and_sums_to_the_mixture():
     sources = two_sources()
     mixture = sources.sum(axis=0)
-    stft_mixture, stft_sources = inv.stft(mixture, PARAMS), inv.stft(sources, PARAMS)
-    estimates = inv.istft(inv.wiener_filter(np.abs(stft_sources), stft_mixture), PARAMS, mixture.size)
+    stft_mixture, stft_sources = spectral.stft(mixture, PARAMS), spectral.stft(sources, PARAMS)
+    estimates = spectral.istft(inv.wiener_filter(np.abs(stft_sources), stft_mixture), PARAMS, mixture.size)
     assert estimates.shape == sources.shape
     np.testing.assert_allclose(estimates.sum(axis=0), mixture, atol=1e-9)  # the masks sum to one
     assert min(sdr(s, e) for s, e in zip(sources, estimates)) > 15
@@ -115,30 +110,46 @@ def test_wiener_filter_with_true_magnitudes_separates_and_sums_to_the_mixture():
 def test_mixture_phase_with_true_magnitudes_is_close_to_the_sources():
     sources = two_sources()
     mixture = sources.sum(axis=0)
-    stft_sources = inv.stft(sources, PARAMS)
-    estimates = inv.istft(inv.mixture_phase(np.abs(stft_sources), inv.stft(mixture, PARAMS)), PARAMS, mixture.size)
+    stft_sources = spectral.stft(sources, PARAMS)
+    estimates = spectral.istft(inv.mixture_phase(np.abs(stft_sources), spectral.stft(mixture, PARAMS)), PARAMS, mixture.size)
     assert min(sdr(s, e) for s, e in zip(sources, estimates)) > 12
-    np.testing.assert_allclose(np.abs(inv.mixture_phase(np.abs(stft_sources), inv.stft(mixture, PARAMS))),
+    np.testing.assert_allclose(np.abs(inv.mixture_phase(np.abs(stft_sources), spectral.stft(mixture, PARAMS))),
                                np.abs(stft_sources), rtol=1e-9)
 
 
-@pytest.mark.parametrize("method", inv.METHODS)
+@pytest.mark.parametrize("method", spectral.METHODS)
 def test_griffin_lim_reduces_spectral_convergence(method):
     audio = music_like(4.5, seed=7).astype(np.float32)
-    magnitude = np.abs(inv.stft_song(audio, PARAMS)) if method == "whole" else \
-        np.abs(pp.stft_segments(pp.segment_audio(audio, SEG), PARAMS)).astype(np.float32)
+    magnitude = np.abs(spectral.stft_song(audio, PARAMS)) if method == "whole" else \
+        np.abs(spectral.stft_segments(spectral.segment_audio(audio, SEG), PARAMS)).astype(np.float32)
 
     def spectral_convergence(n_iter: int) -> float:
-        spec = inv.griffin_lim(magnitude, PARAMS, method, n_iter=n_iter, seed=1)
+        spec = spectral.griffin_lim(magnitude, PARAMS, method, n_iter=n_iter, seed=1)
         if method == "frame":
-            rebuilt = np.abs(pp.stft_segments(inv.istft_segments(spec, PARAMS), PARAMS))
+            rebuilt = np.abs(spectral.stft_segments(spectral.istft_segments(spec, PARAMS), PARAMS))
         else:
-            rebuilt = np.abs(inv.stft_song(inv.synthesise_song(spec, PARAMS, method="whole"), PARAMS))
+            rebuilt = np.abs(spectral.stft_song(spectral.synthesise_song(spec, PARAMS, method="whole"), PARAMS))
         return float(np.linalg.norm(rebuilt - magnitude) / np.linalg.norm(magnitude))
 
     values = [spectral_convergence(n) for n in (1, 5, 30)]
     assert values[0] > values[1] > values[2], values
     assert values[2] < 0.15, values
+
+
+def test_mel_to_audio_gives_back_its_mel_spectrogram():
+    """What training and sampling write as audio: its mel spectrogram is the one it was made from (within the
+    Griffin-Lim error, which shrinks with the iterations), at every segment's length."""
+    audio = music_like(4.5, seed=3).astype(np.float32)
+    mel = spectral.audio_to_mel_segments(audio, PARAMS)
+    loud = mel > -60
+
+    def mean_error_db(n_iter: int) -> float:
+        out = spectral.mel_to_audio(mel, PARAMS, n_iter=n_iter)
+        assert out.shape == (mel.shape[0] * SEG,) and out.dtype == np.float32
+        return float(np.abs(spectral.audio_to_mel_segments(out, PARAMS) - mel)[loud].mean())
+
+    errors = [mean_error_db(n) for n in (0, 32)]
+    assert errors[1] < errors[0] and errors[1] < 2.5, errors  # white noise of the same level: about 28 dB
 
 
 # ------------------------------------------------------------------------------------------------ the recipe
@@ -147,8 +158,8 @@ def test_griffin_lim_reduces_spectral_convergence(method):
 def test_invert_mel_gives_every_source_at_the_song_length(algorithm):
     sources = two_sources(4.5)
     mixture = sources.sum(axis=0)
-    mel_db = np.stack([pp.audio_to_mel_segments(s.astype(np.float32), PARAMS) for s in sources])
-    for method in inv.METHODS:
+    mel_db = np.stack([spectral.audio_to_mel_segments(s.astype(np.float32), PARAMS) for s in sources])
+    for method in spectral.METHODS:
         estimates = inv.invert_mel(mel_db, PARAMS, algorithm, method, n_samples=mixture.size, mixture_audio=mixture,
                                    n_iter=8)
         assert estimates.shape == sources.shape and estimates.dtype == np.float32
@@ -176,8 +187,8 @@ def test_invert_mel_gives_every_source_at_the_song_length(algorithm):
 def test_invert_magnitude_with_true_magnitudes():
     sources = two_sources(4.5)
     mixture = sources.sum(axis=0)
-    magnitude = np.abs(inv.stft_song(sources.astype(np.float32), PARAMS))  # (2, 3, 1025, 64)
-    for method in inv.METHODS:
+    magnitude = np.abs(spectral.stft_song(sources.astype(np.float32), PARAMS))  # (2, 3, 1025, 64)
+    for method in spectral.METHODS:
         estimates = inv.invert_magnitude(magnitude, PARAMS, "wiener", method, mixture.size, mixture)
         np.testing.assert_allclose(estimates.sum(axis=0), mixture, atol=1e-4)
         assert min(sdr(s, e) for s, e in zip(sources, estimates)) > 15
@@ -203,7 +214,7 @@ def test_no_click_at_the_segment_seams():
     n_segments = 4
     t = np.arange(n_segments * SEG) / SR
     tone = (0.05 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # below the +20 dB ceiling of the mel
-    mel_db = pp.audio_to_mel_segments(tone, PARAMS)[None]
+    mel_db = spectral.audio_to_mel_segments(tone, PARAMS)[None]
     for algorithm, method in [("griffin", "frame"), ("griffin", "whole"), ("reuse_phase", "frame"),
                               ("wiener", "whole")]:
         out = inv.invert_mel(mel_db, PARAMS, algorithm, method, mixture_audio=tone)[0]

@@ -17,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from conftest import assert_one_line_error, run_script
+from core import spectral
 from datasets import midi_dataset as md
 from datasets import preprocessing as pp
 
@@ -226,12 +227,12 @@ def test_violin_plays_the_top_voice(dataset):
 
 def test_tfrecords_hold_the_spectrograms_of_the_wavs(dataset):
     output, _ = dataset
-    params = pp.SpectrogramParams()
+    params = spectral.SpectrogramParams()
     for name, folder in songs(output).items():
         split = folder.parent.name
         for source in ("piano", "violin", "mix"):
             audio, _ = pp.load_audio(folder / f"{source}.wav")
-            expected = pp.audio_to_mel_segments(audio, params, scale="dB")
+            expected = spectral.audio_to_mel_segments(audio, params, scale="dB")
             spectrograms, records = pp.read_tfrecord(output / "tfrecords" / source / split / f"{name}.tfrecord")
             assert spectrograms.shape == expected.shape == (int(np.ceil(audio.shape[0] / 32640)), 96, 64)
             np.testing.assert_array_equal(spectrograms, expected)
@@ -272,7 +273,7 @@ def test_rerun_resumes_and_rebuilds_only_unfinished_pieces(dataset):
     # (a tfrecord's bytes may differ: protobuf does not fix the order of an Example's features)
     rebuilt_mix = output / "tfrecords" / "mix" / split / f"{name}.tfrecord"
     audio, _ = pp.load_audio(folder / "mix.wav")
-    np.testing.assert_array_equal(pp.read_tfrecord(rebuilt_mix)[0], pp.audio_to_mel_segments(audio, pp.SpectrogramParams()))
+    np.testing.assert_array_equal(pp.read_tfrecord(rebuilt_mix)[0], spectral.audio_to_mel_segments(audio, spectral.SpectrogramParams()))
     assert not list(output.rglob("*.partial"))
 
 

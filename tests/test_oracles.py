@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import SR, assert_one_line_error, run_script, write_wav
+from conftest import SR, assert_one_line_error, run_script, sdr, write_wav
+from core import spectral
 from core.errors import UserError
-from datasets import preprocessing as pp
 from separation import oracles
-from test_inversion import sdr
 
-PARAMS = pp.SpectrogramParams()
+PARAMS = spectral.SpectrogramParams()
 
 
 def banded_sources(seconds: float = 4.5, seed: int = 0) -> np.ndarray:

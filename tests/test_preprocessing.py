@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import SR, music_like, write_wav
+from core import spectral
 from core.errors import UserError
 from datasets import preprocessing as pp
 
-PARAMS = pp.SpectrogramParams()
+PARAMS = spectral.SpectrogramParams()
 
 
 def librosa_mel(segment: np.ndarray, scale: str) -> np.ndarray:
@@ -32,8 +33,8 @@ def test_defaults_are_the_seeds():
 def test_mel_segments_equal_librosa(scale):
     audio = music_like(7.0, seed=3)
     audio[SR:2 * SR] = 0.0  # a silent stretch: bins at the -100 dB floor
-    segments = pp.segment_audio(audio, PARAMS.segment_samples)
-    mel = pp.mel_spectrogram_segments(segments, PARAMS, scale)
+    segments = spectral.segment_audio(audio, PARAMS.segment_samples)
+    mel = spectral.mel_spectrogram_segments(segments, PARAMS, scale)
     assert mel.shape == (4, 96, 64) and mel.dtype == np.float32
     reference = np.stack([librosa_mel(segment, scale) for segment in segments])
     if scale == "dB":
@@ -46,35 +47,35 @@ def test_mel_segments_equal_librosa(scale):
 
 
 def test_stft_equals_librosa_stft():
-    segments = pp.segment_audio(music_like(4.5, seed=5), PARAMS.segment_samples)
-    stft = pp.stft_segments(segments, PARAMS)
+    segments = spectral.segment_audio(music_like(4.5, seed=5), PARAMS.segment_samples)
+    stft = spectral.stft_segments(segments, PARAMS)
     assert stft.shape == (3, 1025, 64)
     for segment, ours in zip(segments, stft):
         theirs = librosa.stft(segment.astype(np.float64), n_fft=2048, hop_length=512, pad_mode="reflect")
         np.testing.assert_allclose(ours, theirs, atol=1e-9)
-    _, stft64 = pp.mel_spectrogram_segments(segments, PARAMS, "dB", return_stft=True)
+    _, stft64 = spectral.mel_spectrogram_segments(segments, PARAMS, "dB", return_stft=True)
     assert stft64.dtype == np.complex64 and stft64.shape == (3, 1025, 64)
 
 
 def test_segment_audio_pads_and_keeps_length():
     audio = np.arange(PARAMS.segment_samples * 2 + 5, dtype=np.float32)
-    segments = pp.segment_audio(audio, PARAMS.segment_samples)
+    segments = spectral.segment_audio(audio, PARAMS.segment_samples)
     assert segments.shape == (3, PARAMS.segment_samples)
     np.testing.assert_array_equal(segments.reshape(-1)[: audio.size], audio)
     assert np.all(segments.reshape(-1)[audio.size:] == 0)
-    assert pp.segment_audio(np.ones(10, np.float32), 100).shape == (1, 100)
+    assert spectral.segment_audio(np.ones(10, np.float32), 100).shape == (1, 100)
 
 
 def test_silence_is_the_floor_not_inf():
-    mel = pp.audio_to_mel_segments(np.zeros(PARAMS.segment_samples, np.float32), PARAMS, "dB")
+    mel = spectral.audio_to_mel_segments(np.zeros(PARAMS.segment_samples, np.float32), PARAMS, "dB")
     assert np.all(mel == PARAMS.db_min)
-    power = pp.audio_to_mel_segments(np.zeros(PARAMS.segment_samples, np.float32), PARAMS, "power")
+    power = spectral.audio_to_mel_segments(np.zeros(PARAMS.segment_samples, np.float32), PARAMS, "power")
     assert np.all(np.isfinite(power)) and np.all(power == pytest.approx(1e-10))
 
 
 def test_loud_input_is_clipped_at_the_ceiling():
     loud = 1000.0 * music_like(2.04, seed=1)
-    mel = pp.audio_to_mel_segments(loud, PARAMS, "dB")
+    mel = spectral.audio_to_mel_segments(loud, PARAMS, "dB")
     assert mel.max() == PARAMS.db_max
 
 
@@ -119,7 +120,7 @@ def test_unit_scaling_round_trip():
 
 
 def test_tfrecord_round_trip_keeps_traceability(tmp_path):
-    mel = pp.audio_to_mel_segments(music_like(5.0), PARAMS, "dB")
+    mel = spectral.audio_to_mel_segments(music_like(5.0), PARAMS, "dB")
     path = tmp_path / "song.tfrecord"
     pp.write_tfrecord(path, mel, source_file="songs/song.wav", scale="dB")
     spectrograms, records = pp.read_tfrecord(path)
@@ -131,7 +132,7 @@ def test_tfrecord_round_trip_keeps_traceability(tmp_path):
 
 
 def test_truncated_tfrecord_is_named(tmp_path):
-    mel = pp.audio_to_mel_segments(music_like(5.0), PARAMS, "dB")
+    mel = spectral.audio_to_mel_segments(music_like(5.0), PARAMS, "dB")
     path = tmp_path / "broken.tfrecord"
     pp.write_tfrecord(path, mel, source_file="x.wav", scale="dB")
     data = path.read_bytes()
@@ -147,6 +148,6 @@ def test_truncated_tfrecord_is_named(tmp_path):
 
 def test_bad_spectrogram_params_are_one_line_errors():
     with pytest.raises(UserError, match="fmin"):
-        pp.SpectrogramParams(fmin=9000.0)
+        spectral.SpectrogramParams(fmin=9000.0)
     with pytest.raises(UserError, match="pad_mode"):
-        pp.SpectrogramParams(pad_mode="wrap")
+        spectral.SpectrogramParams(pad_mode="wrap")

@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, assert_one_line_error, music_like, run_script, write_wav
-from datasets import preprocessing as pp
+from core import spectral
 from fixtures.make_bar_priors import N_TEST, N_TRAIN, OUTPUT as BAR_PRIORS, SIZE, bar_sets
 
-SEG = pp.SpectrogramParams().segment_samples
+SEG = spectral.SpectrogramParams().segment_samples
 TINY = ["--T", "2", "--no_progress"]
 
 
@@ -58,7 +58,7 @@ def test_seed_command_line_writes_results_audio_and_scores(spectrogram_prior, so
         assert results["sources"].tolist() == ["piano", "violin"] and int(results["n_samples"]) == 40000
         # the ground truth and the mixture are the songs' own mel spectrograms, computed independently here
         mix, _ = sf.read(song / "mix.wav", dtype="float32")
-        expected = pp.mel_spectrogram_segments(pp.segment_audio(mix, SEG), pp.SpectrogramParams(), "dB")
+        expected = spectral.mel_spectrogram_segments(spectral.segment_audio(mix, SEG), spectral.SpectrogramParams(), "dB")
         np.testing.assert_allclose(results["mixed"], expected, atol=1e-4)
         first_x1 = results["x1"]
     with np.load(output / "results_convergence.npz") as convergence:

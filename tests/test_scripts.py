@@ -1,4 +1,5 @@
-"""The seed's scripts as a user runs them: --help, config flags over the file, the resolved config on disk."""
+"""The seed's scripts as a user runs them: --help, config flags over the file, the resolved config on disk, and the
+scripts that need no TensorFlow running without it."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,6 +19,24 @@ SCRIPTS = ["train_ncsn.py", "train_glow.py", "train_noisy_glow.py", "datasets/wa
 def test_help(script):
     proc = run_script(script, "--help")
     assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("script, args", [
+    ("bss_eval_v4.py", ["--references", "none.wav", "--estimates", "none.wav"]),
+    ("melspec_inversion_basis.py", ["no_such_folder"]),
+    ("oracle_systems.py", ["--song_dir", "no_such_song", "--output", "out"]),
+], ids=["bss_eval_v4", "melspec_inversion_basis", "oracle_systems"])
+def test_scripts_that_need_no_tensorflow_run_without_importing_it(script, args, tmp_path):
+    """Run to their one-line error on a missing input (imports, parsing, checks), then look for TensorFlow."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = [{script!r}, *{args!r}]\n"
+            "try:\n"
+            f"    runpy.run_path({str(ROOT / script)!r}, run_name='__main__')\n"
+            "except SystemExit as stop:\n"
+            "    assert stop.code == 2, stop.code\n"
+            "sys.exit(3 if 'tensorflow' in sys.modules else 0)\n")
+    proc = run_script("-c", code, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-from core.config import Config, add_config_arguments, config_overrides, load_config, save_config
+from core.config import CONFIG_NAME, Config, add_config_arguments, config_overrides, load_config, save_config
 from core.errors import UserError
 from core.rundir import setup_logging
 
@@ -50,6 +50,7 @@ class TrainingRun:
     data: object  # datasets.data_loader.SourceData
     strategy: object  # tf.distribute.Strategy
     input_shape: tuple  # (height, width, channels) of one example
+    scaling: object = None  # datasets.data_loader.Scaling: the model units of the data
 
 
 def prepare_training(args: argparse.Namespace, required: Iterable[str], centered: bool,
@@ -69,9 +70,7 @@ def prepare_training(args: argparse.Namespace, required: Iterable[str], centered
 
     strategy = make_strategy(args.strategy)
     config = load_config(args.config, config_overrides(args), required=required)
-    scaling = Scaling(scale=config.scale, centered=centered,
-                      logit_alpha=config.alpha if config.use_logit else None,
-                      dequantization_noise=config.dequantization_noise, params=config.spectrogram_params())
+    scaling = Scaling.from_config(config, centered)
     if len(args.dataset) > 1 and any(is_image_dataset(d) for d in args.dataset):
         raise UserError("--dataset: toy image sets (mnist, cifar10, .npz) cannot be pooled with other datasets")
     dataset = args.dataset[0] if len(args.dataset) == 1 else list(args.dataset)
@@ -87,9 +86,9 @@ def prepare_training(args: argparse.Namespace, required: Iterable[str], centered
                                 strategy=strategy, seed=args.seed, augment=augment)
     output = Path(args.output)
     logger = setup_logging(output)
-    save_config(config, output / "config.yml")
+    save_config(config, output / CONFIG_NAME)
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info("dataset %s: %d train and %d test spectrograms of %dx%d (%s)", " + ".join(args.dataset), data.n_train,
                 data.n_test, config.height, config.width, config.scale)
     logger.info("strategy: %s with %d replica(s)", args.strategy, strategy.num_replicas_in_sync)
-    return TrainingRun(config, output, logger, data, strategy, (config.height, config.width, channels))
+    return TrainingRun(config, output, logger, data, strategy, (config.height, config.width, channels), scaling)
