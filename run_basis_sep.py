@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -101,8 +102,9 @@ def main(argv=None) -> int:
     required = ("n_filters",) if args.model == "ncsn" else ("L", "K", "n_filters")
     config = load_config(args.config, config_overrides(args), required=required)
 
-    from core.rundir import check_output_dir, setup_logging
+    from core.rundir import TENSORBOARD_DIR, check_output_dir, setup_logging
     from separation import toy
+    from separation.basis import read_resume_state
     from separation.results import CONVERGENCE_NAME, RESULTS_NAME
     from separation.separate import STATE_NAME, SongTask, separate_song
 
@@ -111,19 +113,22 @@ def main(argv=None) -> int:
         pass  # an unfinished run of this output: resume (its settings are checked against the state)
     else:
         output = check_output_dir(output, args.overwrite, (RESULTS_NAME, CONVERGENCE_NAME, toy.PSNR_NAME))
-        if args.overwrite and (output / STATE_NAME).is_file():
-            (output / STATE_NAME).unlink()  # --overwrite starts again: the old resume state is not used
+        if args.overwrite:  # starts again: the old resume state is not used, the old TensorBoard images go
+            (output / STATE_NAME).unlink(missing_ok=True)
+            shutil.rmtree(output / TENSORBOARD_DIR, ignore_errors=True)
     if args.song_dir:
         task = SongTask.from_song(args.song_dir, args.sources, config, args.n_mixed, args.model)
     else:
         task = toy.image_task(args.dataset, config, args.n_mixed or toy.DEFAULT_PAIRS, args.model)
     config = task.config
+    key = fingerprint(args, config, task.n_mixtures)
     logger = setup_logging(output)
+    read_resume_state(output / STATE_NAME, key)  # a resume with other settings is refused before config.yml is written
     save_config(config, output / CONFIG_NAME)
     logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
     logger.info(task.description)
 
-    separate_song(task, args.restore_paths, args.model, output, fingerprint(args, config, task.n_mixtures),
+    separate_song(task, args.restore_paths, args.model, output, key,
                   seed=args.seed, batch_size=args.batch_segments, mixing_name=args.mixing, init=args.init,
                   jit_compile=args.xla, invert=args.inverse, algorithm=args.algorithm, method=args.method,
                   progress=not args.no_progress, logger=logger)

@@ -7,13 +7,34 @@ namesakes one by one. Training scripts resume instead (they look for checkpoints
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from core.errors import UserError
+
+#: where a run folder's TensorBoard event files go
+TENSORBOARD_DIR = "tensorboard"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a file under a temporary name and give it its final name only once it is complete.
+
+    ``with atomic_output(path) as tmp:`` yields ``path.partial`` to write to; on success it is renamed to ``path``
+    (an atomic replace), on an error (a full disk, Ctrl-C) it is removed. A kill leaves at most ``*.partial``, never
+    a half-written file under the final name that a re-run could take as done.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_output_dir(output: str | os.PathLike, overwrite: bool, result_patterns: Iterable[str] = ("*",)) -> Path:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from core import import_tensorflow
 from core.config import CONFIG_NAME
+from core.rundir import TENSORBOARD_DIR
 from core.errors import UserError
 
 tf = import_tensorflow()
@@ -33,7 +35,6 @@ import tf_keras as keras  # noqa: E402  (after TensorFlow, quietly imported)
 
 BEST_DIR = "tf_ckpts"
 LATEST_DIR = "tf_ckpts_latest"
-TENSORBOARD_DIR = "tensorboard"
 
 
 class TrainingDiverged(UserError):
@@ -185,7 +186,9 @@ class Trainer:
         """Restore the latest checkpoint of the run folder if there is one; returns whether it did."""
         if self.latest.latest_checkpoint is None:
             return False
-        self.checkpoint.restore(self.latest.latest_checkpoint).expect_partial()
+        restore_checkpoint(self.checkpoint, self.latest.latest_checkpoint, "this run's model and optimizer",
+                           "train into a new --output folder", match=False,
+                           recover="train into a new --output folder (the damaged run folder can be deleted)")
         return True
 
     def evaluate(self, dataset) -> float:
@@ -347,12 +350,62 @@ def restore_model_weights(model, path: str | Path, config=None, architecture_key
     prefix, run = resolve_checkpoint(path)
     if config is not None:
         check_trained_config(path, run, config, architecture_keys)
-    try:
-        tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
-        raise UserError(f"checkpoint {prefix} does not fit this model ({str(err).splitlines()[0][:200]}); "
-                        "use the config it was trained with") from None
+    restore_checkpoint(tf.train.Checkpoint(model=model), prefix, "this model", "use the config it was trained with")
     return prefix
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message, without TensorFlow's ``{{function_node ...}}`` prefix."""
+    text = str(getattr(err, "message", None) or err).strip()
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+    return (text.splitlines()[0] if text else type(err).__name__)[:320]
+
+
+#: what to do about a damaged checkpoint, unless the caller knows better
+RECOVER = ("restore them from where they came from (e.g. 'git checkout -- pretrained' for the shipped priors), or "
+           "delete that checkpoint and train again")
+
+
+def _unreadable(prefix: str, err: BaseException, recover: str) -> UserError:
+    return UserError(f"checkpoint {prefix} cannot be read: its files are truncated or corrupt ({_first_line(err)}); "
+                     f"{recover}")
+
+
+def checkpoint_variables(prefix: str, recover: str = RECOVER) -> list[tuple[str, list[int]]]:
+    """(name, shape) of every variable stored at a checkpoint ``prefix`` (``tf.train.list_variables``).
+
+    Raises:
+        UserError: the checkpoint's files are truncated or corrupt (the message ends with ``recover``).
+    """
+    try:
+        return tf.train.list_variables(prefix)
+    except (IndexError, ValueError, tf.errors.OpError) as err:
+        raise _unreadable(prefix, err, recover) from None
+
+
+def restore_checkpoint(checkpoint, prefix: str, model_description: str, fix: str, match: bool = True,
+                       recover: str = RECOVER) -> None:
+    """``checkpoint.restore(prefix)`` (a ``tf.train.Checkpoint``), with one-line errors.
+
+    Args:
+        model_description: what the checkpoint should fit, for the message (e.g. "a v1 network with 16 filters").
+        fix: what to do when it does not fit (e.g. "pass the config the run was trained with").
+        match: also check that every object of ``checkpoint`` found its values.
+        recover: what to do when its files are damaged.
+    Raises:
+        UserError: truncated or corrupt files (the message names the checkpoint and ``recover``), or a
+            checkpoint that does not fit ``model_description`` (the message ends with ``fix``).
+    """
+    checkpoint_variables(prefix, recover)  # reads the index and the data files' headers: truncation shows here
+    try:
+        status = checkpoint.restore(prefix).expect_partial()
+        if match:
+            status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
+        raise UserError(f"checkpoint {prefix} does not fit {model_description} ({_first_line(err)}); {fix}") \
+            from None
+    except (IndexError, tf.errors.OpError) as err:  # a data file cut short or with flipped bytes
+        raise _unreadable(prefix, err, recover) from None
 
 
 def _prefixed(values: dict, split: str) -> dict:

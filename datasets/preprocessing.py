@@ -17,6 +17,7 @@ import soundfile as sf
 from core import import_tensorflow
 from core.spectral import SCALES, SpectrogramParams
 from core.errors import UserError
+from core.rundir import atomic_output
 
 #: File extensions treated as audio when walking a folder (formats libsndfile reads).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".au", ".snd", ".w64", ".rf64",
@@ -153,11 +154,17 @@ def write_tfrecord(path: str | os.PathLike, spectrograms: np.ndarray, source_fil
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
+    with atomic_output(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:  # never half-written under its name
         for index, spectrogram in enumerate(spectrograms):
             writer.write(serialize_segment(spectrogram, source_file, index, scale))
-    os.replace(tmp, path)  # never leave a half-written record under the final name
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """``np.save`` that never leaves a half-written file under ``path`` (see :func:`core.rundir.atomic_output`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
 
 
 def iter_tfrecord(path: str | os.PathLike) -> Iterator[dict]:

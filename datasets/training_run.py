@@ -68,6 +68,9 @@ def prepare_training(args: argparse.Namespace, required: Iterable[str], centered
     from datasets.data_loader import (Scaling, SpectrogramAugment, image_shape, is_image_dataset, load_image_data,
                                       load_source_data)
 
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow: initialisation and noise from --seed
     strategy = make_strategy(args.strategy)
     config = load_config(args.config, config_overrides(args), required=required)
     scaling = Scaling.from_config(config, centered)

@@ -24,7 +24,7 @@ from core import import_tensorflow  # noqa: E402
 from core.errors import UserError, run_main, warn  # noqa: E402
 from core.rundir import check_output_dir  # noqa: E402
 from core.spectral import SpectrogramParams, audio_to_mel_segments  # noqa: E402
-from datasets.preprocessing import find_audio_files, load_audio, write_tfrecord  # noqa: E402
+from datasets.preprocessing import find_audio_files, load_audio, write_npy, write_tfrecord  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         if "tfrecord" in formats:
             write_tfrecord(target.with_suffix(".tfrecord"), mel, source_file=str(path), scale=scale)
         if "npy" in formats:
-            np.save(target.with_suffix(".npy"), mel)
+            write_npy(target.with_suffix(".npy"), mel)
         n_done += 1
         n_segments += mel.shape[0]
         n_seconds += audio.shape[0] / params.sample_rate

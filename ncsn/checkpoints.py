@@ -16,7 +16,7 @@ from typing import Optional
 from core import import_tensorflow
 from core.config import CONFIG_NAME, Config, load_config
 from core.errors import UserError
-from core.training import resolve_checkpoint
+from core.training import checkpoint_variables, resolve_checkpoint, restore_checkpoint
 
 tf = import_tensorflow()
 
@@ -45,16 +45,12 @@ def restore_score_network(path: str | os.PathLike, config: Optional[Config] = No
         config = load_config(config_path, required=("n_filters",))
     shape = input_shape or (config.height, config.width, 1)
     model = build_score_network(config, shape)
-    names = {name for name, _ in tf.train.list_variables(prefix)}
+    names = {name for name, _ in checkpoint_variables(prefix)}
     has_ema = any(name.startswith("ema/") for name in names)
     ema = EMAWeights(model, config.ema_rate) if has_ema else None
     checkpoint = tf.train.Checkpoint(model=model, **({"ema": ema} if ema is not None else {}))
-    try:
-        checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as err:
-        raise UserError(f"checkpoint {prefix} does not fit a {config.version} network with "
-                        f"{config.n_filters} filters and {config.num_classes} levels "
-                        f"({str(err).splitlines()[0][:200]}); pass the config the run was trained with") from None
+    restore_checkpoint(checkpoint, prefix, f"a {config.version} network with {config.n_filters} filters and "
+                       f"{config.num_classes} levels", "pass the config the run was trained with")
     if ema is not None and use_ema:
         ema.copy_to_model()
     return model, config

@@ -26,6 +26,7 @@ import numpy as np
 
 from core import import_tensorflow
 from core.errors import UserError
+from core.rundir import atomic_output
 from core.spectral import SpectrogramParams
 from ncsn.sampling import SamplingDiverged, as_seed, describe_step, langevin_steps
 from ncsn.schedule import langevin_step_sizes
@@ -307,13 +308,13 @@ def initial_sources(shape: Sequence[int], seed, init: str = "uniform", low: floa
 
 def _save_state(path: Path, **arrays) -> None:
     """Write a resume state atomically (a crash while writing leaves the previous state intact)."""
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **arrays)
-    os.replace(partial, path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
-def _read_state(path: Path, fingerprint: str, shape: tuple) -> Optional[dict]:
-    """A resume state written for the same run (same fingerprint and shapes), or None if there is none.
+def read_resume_state(path: Path, fingerprint: str, shape: Optional[tuple] = None) -> Optional[dict]:
+    """A resume state written for the same run (same fingerprint and, when given, shapes), or None if there is none.
+    Scripts call it before they write anything into the output folder, so that a refused resume changes nothing.
 
     Raises:
         UserError: a state of another run is there.
@@ -325,7 +326,8 @@ def _read_state(path: Path, fingerprint: str, shape: tuple) -> Optional[dict]:
             state = {key: data[key] for key in data.files}
     except (OSError, ValueError) as err:
         raise UserError(f"{path} is not a readable resume state ({err}); delete it to start again") from None
-    if str(state.get("fingerprint")) != fingerprint or tuple(state["sources"].shape) != tuple(shape):
+    if str(state.get("fingerprint")) != fingerprint or (shape is not None and
+                                                        tuple(state["sources"].shape) != tuple(shape)):
         raise UserError(f"{path} holds an unfinished separation with other settings (priors, config, song, seed "
                         "or batch size); use another --output, or --overwrite to start again")
     return state
@@ -362,7 +364,7 @@ def separate_in_batches(basis: Basis, mixture: np.ndarray, seed: int, batch_size
     batch_seeds = [tf.random.experimental.stateless_fold_in(seed, b) for b in range(n_batches)]
     shape = (n_sources, n_batches * batch_size, *mixture.shape[1:])
     state_path = Path(state_path) if state_path is not None else None
-    state = _read_state(state_path, fingerprint, shape) if state_path is not None else None
+    state = read_resume_state(state_path, fingerprint, shape) if state_path is not None else None
     if state is not None:
         sources, history, done = state["sources"], list(state["history"]), int(state["levels_done"])
         if logger is not None:

@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 
 from core.errors import UserError, warn
+from core.rundir import atomic_output
 from core.spectral import SpectrogramParams, power_to_db
 from datasets.preprocessing import from_unit
 from separation import inversion
@@ -65,7 +66,8 @@ def save_results(folder: str | os.PathLike, estimates: list[np.ndarray], mixture
     if n_samples is not None:
         arrays["n_samples"] = np.array(n_samples)
     path = Path(folder) / RESULTS_NAME
-    np.savez(path, **arrays, **extra)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:  # a killed run leaves no half-written results
+        np.savez(handle, **arrays, **extra)
     return path
 
 
@@ -77,7 +79,8 @@ def save_convergence(folder: str | os.PathLike, sigmas: np.ndarray, history: lis
     if names is not None:
         arrays["sources"] = np.array(list(names))
     path = Path(folder) / CONVERGENCE_NAME
-    np.savez(path, sigmas=np.asarray(sigmas, np.float32), **arrays)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, sigmas=np.asarray(sigmas, np.float32), **arrays)
     return path
 
 

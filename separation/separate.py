@@ -21,6 +21,7 @@ import numpy as np
 
 from core.config import Config
 from core.errors import UserError, warn
+from core.rundir import TENSORBOARD_DIR
 from datasets.data_loader import Scaling
 from datasets.preprocessing import from_unit, to_unit
 
@@ -70,7 +71,7 @@ def tensorboard_images(output: Path, images: dict[str, np.ndarray], step: int = 
     from core import import_tensorflow
 
     tf = import_tensorflow()
-    writer = tf.summary.create_file_writer(str(output / "tensorboard"))
+    writer = tf.summary.create_file_writer(str(output / TENSORBOARD_DIR))
     with writer.as_default():
         for tag, batch in images.items():
             batch = np.asarray(batch, np.float32)

@@ -149,7 +149,8 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
     """
     from core.config import save_config
     from datasets.data_loader import load_song
-    from separation.separate import SongTask, build_basis, run_fingerprint, separate_song
+    from separation.basis import read_resume_state
+    from separation.separate import STATE_NAME, SongTask, build_basis, run_fingerprint, separate_song
 
     logger = logger or logging.getLogger("sepsuite")
     basis = None  # one BASIS for all songs: the priors are loaded and its level loop compiled once per batch shape
@@ -168,12 +169,13 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
             continue
         logger.info("[%d/%d] %s", number, len(songs), song_dir.name)
         task = SongTask.from_song(song_dir, names, config, n_segments, model)
+        key = run_fingerprint(restore_paths, model, str(song_dir.resolve()), task.n_mixtures, batch_size, seed,
+                              task.config)
+        read_resume_state(folder / STATE_NAME, key)  # refused before the folder's config.yml is written
         folder.mkdir(parents=True, exist_ok=True)
         save_config(task.config, folder / CONFIG_NAME)
         if basis is None:
             basis = build_basis(task, restore_paths, model)
-        key = run_fingerprint(restore_paths, model, str(song_dir.resolve()), task.n_mixtures, batch_size, seed,
-                              task.config)
         _, scores = separate_song(task, restore_paths, model, folder, key, seed=seed, batch_size=batch_size,
                                   algorithm=algorithm, method=method, progress=progress, logger=logger, basis=basis)
         if baselines and scores is not None:
