@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     steps = -(-run.data.n_train // config.batch_size)
     trainer = Trainer(model, per_example_loss, optimizer, run.output, strategy=run.strategy,
                       global_batch_size=config.batch_size, ema=ema, on_epoch_end=write_samples,
-                      spike_factor=config.spike_factor, l2_reg=config.l2_reg, logger=run.logger)
+                      spike_factor=config.spike_factor, l2_reg=config.l2_reg, logger=run.logger,
+                      random_state={"noise": generator})
     state = trainer.fit(run.data.train, run.data.test, config.n_epochs, steps_per_epoch=steps,
                         init_from=args.init_from, config=config, architecture_keys=ARCHITECTURE_KEYS)
     run.logger.info("done: %d epochs, best test loss %.4f, best checkpoint %s", state.epochs_done,

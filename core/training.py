@@ -114,12 +114,14 @@ class Trainer:
         spike_factor: a train loss above ``mean + spike_factor * |mean|`` of the previous epoch stops training.
         l2_reg: adds ``l2_reg * sum(w^2)`` over the trainable weights to the optimised loss (not to the logged one).
         logger: where progress lines go.
+        random_state: optional {name: trackable} kept in the checkpoints with the model, e.g. the
+            ``tf.random.Generator`` of the loss's noise, so that a resumed run draws what an uninterrupted one would.
     """
 
     def __init__(self, model, per_example_loss: Callable, optimizer, output: str | Path, strategy=None,
                  global_batch_size: int = 32, ema=None, metrics: Optional[Callable] = None,
                  on_epoch_end: Optional[Callable] = None, spike_factor: float = 10.0, l2_reg: float = 0.0,
-                 logger: Optional[logging.Logger] = None):
+                 logger: Optional[logging.Logger] = None, random_state: Optional[dict] = None):
         self.model = model
         self.per_example_loss = per_example_loss
         self.optimizer = optimizer
@@ -138,6 +140,7 @@ class Trainer:
         tracked = dict(model=model, optimizer=optimizer, epoch=self.epoch, best_test_loss=self.best_test_loss)
         if ema is not None:
             tracked["ema"] = ema
+        tracked.update(random_state or {})  # absent from older checkpoints: those resume with a fresh state
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.latest = tf.train.CheckpointManager(self.checkpoint, str(self.output / LATEST_DIR), max_to_keep=2)
         self.best = tf.train.CheckpointManager(self.checkpoint, str(self.output / BEST_DIR), max_to_keep=1)
@@ -227,6 +230,11 @@ class Trainer:
         if self.restore():
             self.logger.info("resumed from %s (epoch %d done, best test loss %.4f)", self.latest.latest_checkpoint,
                              int(self.epoch), float(self.best_test_loss))
+            # replay the done epochs' input pipeline (no training: a pass over the data is seconds), so that its
+            # random state (the reshuffled order, augmentation draws) is where an uninterrupted run's would be
+            for _ in range(int(self.epoch)):
+                for _ in train:
+                    pass
         elif init_from is not None:
             prefix = restore_model_weights(self.model, init_from, config, architecture_keys)
             if self.ema is not None:

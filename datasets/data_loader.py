@@ -144,18 +144,19 @@ class Scaling:
                             "mixing models need priors trained without use_logit")
         return 0.5 if self.centered else 0.0
 
-    def __call__(self, spectrograms, seed=None):
+    def __call__(self, spectrograms, seed=None, key=None):
         """(batch, height, width) dB or power -> (batch, height, width, 1) float32 model inputs (tf)."""
         tf = import_tensorflow()
 
         unit = tf.clip_by_value(to_unit(spectrograms, self.scale, self.params), 0.0, 1.0)
-        return self.finish(unit[..., tf.newaxis], seed)
+        return self.finish(unit[..., tf.newaxis], seed, key)
 
-    def finish(self, unit, seed=None):
-        """[0, 1] values (any shape, tf) -> model inputs: dequantisation noise, then :meth:`to_model`."""
+    def finish(self, unit, seed=None, key=None):
+        """[0, 1] values (any shape, tf) -> model inputs: dequantisation noise (stateless from ``key`` when given,
+        as :meth:`SpectrogramAugment.__call__`), then :meth:`to_model`."""
         if self.dequantization_noise > 0:
             tf = import_tensorflow()
-            noise = tf.random.uniform(tf.shape(unit), dtype=unit.dtype, seed=seed)
+            noise = _uniform_draws(key, seed)(tf.shape(unit), 0.0, 1.0, 2)
             unit = (unit + self.dequantization_noise * noise) / (1.0 + self.dequantization_noise)
         return self.to_model(unit)
 
@@ -188,6 +189,18 @@ class Scaling:
         return import_tensorflow().clip_by_value(unit, 0.0, 1.0)
 
 
+def _uniform_draws(key=None, seed=None):
+    """``draw(shape, low, high, stream)``: uniform floats, stateless from ``(key, stream)`` when ``key`` (an int64
+    scalar tensor) is given, else stateful with op seed ``seed + stream`` (or none)."""
+    tf = import_tensorflow()
+
+    if key is not None:
+        return lambda shape, low, high, stream: tf.random.stateless_uniform(
+            shape, seed=tf.stack([key, tf.constant(stream, tf.int64)]), minval=low, maxval=high)
+    return lambda shape, low, high, stream: tf.random.uniform(
+        shape, low, high, seed=None if seed is None else seed + stream)
+
+
 @dataclasses.dataclass(frozen=True)
 class SpectrogramAugment:
     """Random timbre and level changes of stored spectrograms, for training (never applied to test data).
@@ -208,17 +221,21 @@ class SpectrogramAugment:
     def active(self) -> bool:
         return self.gain_db > 0 or self.tilt_db > 0
 
-    def __call__(self, spectrograms, scale: str = "dB", seed=None):
-        """(batch, n_mels, frames) dB or power (tf) -> the same shape and scale, augmented."""
+    def __call__(self, spectrograms, scale: str = "dB", seed=None, key=None):
+        """(batch, n_mels, frames) dB or power (tf) -> the same shape and scale, augmented.
+
+        ``key``: an int64 scalar tensor; when given, the draws are stateless functions of it (what the training
+        pipeline uses: the same key gives the same augmentation on any thread); otherwise stateful ops with ``seed``.
+        """
         tf = import_tensorflow()
 
         batch, n_mels = tf.shape(spectrograms)[0], tf.shape(spectrograms)[1]
-        gain = tf.random.uniform([batch, 1], -self.gain_db, self.gain_db, seed=seed)
+        uniform = _uniform_draws(key, seed)
+        gain = uniform([batch, 1], -self.gain_db, self.gain_db, 0)
         k = tf.range(1, self.n_cosines + 1, dtype=tf.float32)
         m = tf.cast(tf.range(n_mels), tf.float32) / tf.cast(tf.maximum(n_mels - 1, 1), tf.float32)
         basis = tf.cos(np.pi * k[:, None] * m[None, :])                                  # (K, n_mels)
-        amplitude = tf.random.uniform([batch, self.n_cosines], -1.0, 1.0,
-                                      seed=None if seed is None else seed + 1) * (self.tilt_db / self.n_cosines)
+        amplitude = uniform([batch, self.n_cosines], -1.0, 1.0, 1) * (self.tilt_db / self.n_cosines)
         change_db = (gain + tf.matmul(amplitude, basis))[:, :, None]                      # (batch, n_mels, 1)
         p = self.params
         if scale == "dB":
@@ -234,9 +251,10 @@ def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: S
                  augment: Optional[SpectrogramAugment] = None):
     """The tf.data pipeline over spectrogram TFRecords.
 
-    Interleaved parallel reads, vectorised parse of whole batches, optional cache of the parsed float32
-    spectrograms (before shuffling and noise, so every epoch is reshuffled and re-noised), shuffle, batch,
-    optional augmentation (``augment``, drawn anew every epoch), scaling and prefetch.
+    Interleaved parallel reads (in a fixed order when ``seed`` is given), vectorised parse of whole batches,
+    optional cache of the parsed float32 spectrograms (before shuffling and noise, so every epoch is reshuffled and
+    re-noised), shuffle, batch, optional augmentation (``augment``, drawn anew every epoch), scaling and prefetch.
+    With a ``seed`` the whole pipeline is reproducible, epoch after epoch.
 
     Args:
         files: TFRecord files (see :func:`list_tfrecords`; validate them first with :func:`check_tfrecords`).
@@ -261,7 +279,7 @@ def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: S
     if shuffle:
         files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     dataset = files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                                  num_parallel_calls=autotune, deterministic=not shuffle)
+                                  num_parallel_calls=autotune, deterministic=seed is not None or not shuffle)
     # parse 256 records per call (vectorised), then back to single spectrograms for shuffling
     dataset = dataset.batch(256).map(parse, num_parallel_calls=autotune).unbatch()
     if cache:
@@ -271,9 +289,15 @@ def make_dataset(files: Sequence[str | os.PathLike], batch_size: int, scaling: S
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    # one random key per batch, drawn anew every epoch from ``seed``: the augmentation and the noise are stateless
+    # functions of it, so they do not depend on which thread maps which batch (a run is reproducible from its seed,
+    # and a resumed one replays them)
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip((dataset, keys))
     if augment is not None and augment.active:
-        dataset = dataset.map(lambda batch: augment(batch, scaling.scale, seed=seed), num_parallel_calls=autotune)
-    dataset = dataset.map(lambda batch: scaling(batch, seed=seed), num_parallel_calls=autotune)
+        dataset = dataset.map(lambda batch, key: (augment(batch, scaling.scale, key=key), key),
+                              num_parallel_calls=autotune)
+    dataset = dataset.map(lambda batch, key: scaling(batch, key=key), num_parallel_calls=autotune)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(autotune)

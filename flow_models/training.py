@@ -34,6 +34,7 @@ def bits_per_dim_loss(flow, noise_sigma: float = 0.0, n_bins: Optional[int] = No
         bpd = -flow.log_prob(batch) / (dims * math.log(2.0))
         return bpd + (math.log2(n_bins) if n_bins else 0.0)
 
+    per_example_loss.random_state = {"noise": generator} if generator is not None else {}  # for the checkpoints
     return per_example_loss
 
 
@@ -81,10 +82,10 @@ def train_flow(run: TrainingRun, flow, output: Path, noise_sigma: float = 0.0, n
     """
     with run.strategy.scope():
         optimizer = make_optimizer(run.config)
-    trainer = Trainer(flow, bits_per_dim_loss(flow, noise_sigma, n_bins, seed), optimizer, output,
-                      strategy=run.strategy, global_batch_size=run.config.batch_size,
+    loss = bits_per_dim_loss(flow, noise_sigma, n_bins, seed)
+    trainer = Trainer(flow, loss, optimizer, output, strategy=run.strategy, global_batch_size=run.config.batch_size,
                       on_epoch_end=sample_writer(flow, run), spike_factor=run.config.spike_factor,
-                      l2_reg=run.config.l2_reg, logger=run.logger)
+                      l2_reg=run.config.l2_reg, logger=run.logger, random_state=loss.random_state)
     if initialize and trainer.latest.latest_checkpoint is None:
         flow.initialize(first_local_batch(run.data.train, run.strategy))
     steps = -(-run.data.n_train // run.config.batch_size)

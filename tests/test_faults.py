@@ -175,10 +175,10 @@ def test_a_separation_killed_during_a_level_resumes_to_the_same_result(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_training_killed_during_an_epoch_resumes_from_its_last_epoch(tmp_path):
-    """SIGKILL during epoch 2: the re-run resumes from epoch 1's checkpoint and finishes. Training is reproducible
-    from --seed (epoch 1 of both runs gives the same losses); after a resume the later random draws (batch order,
-    noise levels) are not those of an uninterrupted run, so its result is not bit-identical to it."""
+def test_a_training_killed_during_an_epoch_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL during epoch 2 of a run with spectrogram augmentation: the re-run resumes from epoch 1's checkpoint
+    and ends with the same weights, bit for bit, as a run that was never interrupted (the data order, the
+    augmentation and the loss's noise all continue from where they were)."""
     from datasets import preprocessing as pp
 
     rng = np.random.default_rng(0)
@@ -186,7 +186,8 @@ def test_a_training_killed_during_an_epoch_resumes_from_its_last_epoch(tmp_path)
         pp.write_tfrecord(tmp_path / "piano" / split / "a.tfrecord",
                           rng.uniform(-100, 20, (n, 96, 64)).astype(np.float32), "a.wav", "dB")
     common = ["train_ncsn.py", "--dataset", str(tmp_path / "piano"), "--config", "configs/tiny_ncsn.yml",
-              "--n_filters", "4", "--batch_size", "3", "--sample_every", "0", "--T", "1", "--n_epochs", "2"]
+              "--n_filters", "4", "--batch_size", "3", "--sample_every", "0", "--T", "1", "--n_epochs", "2",
+              "--augment_gain_db", "3", "--augment_tilt_db", "4"]
     whole = run_script(*common, "--output", str(tmp_path / "whole"), timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
@@ -207,13 +208,106 @@ def test_a_training_killed_during_an_epoch_resumes_from_its_last_epoch(tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     log = read(killed / "out.log")
     assert "resumed from" in log and "(epoch 1 done" in log and "epoch 2/2: train loss" in log
-    first_epoch = [line.split("INFO ", 1)[1].rsplit(" (", 1)[0] for line in read(tmp_path / "whole" / "out.log")
-                   .splitlines() + log.splitlines() if "epoch 1/2:" in line]
-    assert len(first_epoch) == 2 and first_epoch[0] == first_epoch[1], first_epoch  # same seed, same epoch 1
+    from core.training import LATEST_DIR, tf
+
+    whole_ckpt = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "whole" / LATEST_DIR)))
+    killed_ckpt = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(killed / LATEST_DIR)))
+    names = [n for n in whole_ckpt.get_variable_to_shape_map() if n.startswith("model/")]
+    assert names
+    for name in names:
+        np.testing.assert_array_equal(whole_ckpt.get_tensor(name), killed_ckpt.get_tensor(name), err_msg=name)
 
 
 def read(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
+
+
+@pytest.mark.slow
+def test_a_dataset_build_killed_during_a_piece_resumes_to_the_same_files(tmp_path):
+    """SIGKILL once the first piece is written; the re-run keeps it, renders the rest, and every wav is the same,
+    byte for byte, as in a build that was never interrupted."""
+    from datasets import midi_dataset as md
+
+    if shutil.which("fluidsynth") is None or not Path(md.DEFAULT_SOUNDFONT).is_file():
+        pytest.skip("needs FluidSynth and the FluidR3 SoundFont (./setup.sh installs them)")
+    pieces = ["bach/bwv165.6", "bach/bwv255", "bach/bwv265"]
+    command = ["datasets/build_midi_dataset.py", "--pieces", *pieces, "--jobs", "1", "--no_progress"]
+    whole = run_script(*command, "--output", str(tmp_path / "whole"), timeout=300)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, *command, "--output", str(killed)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(killed.glob("tfrecords/mix/*/*.tfrecord")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    resumed = run_script(*command, "--output", str(killed), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    wavs = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*.wav"))
+    assert len(wavs) == 3 * 3  # mix, piano, violin of each piece
+    assert wavs == sorted(p.relative_to(killed) for p in killed.rglob("*.wav"))
+    for wav in wavs:
+        assert (killed / wav).read_bytes() == (tmp_path / "whole" / wav).read_bytes(), wav
+    assert not list(killed.rglob("*.partial"))
+
+
+def test_a_file_interrupted_while_written_is_never_left_under_its_name(tmp_path):
+    """What a kill or a full disk during the writing of results, spectrograms or states amounts to: the writer
+    stops in the middle. Nothing is left under the final name (and an earlier complete file stays as it was)."""
+    from core.rundir import atomic_output
+
+    target = tmp_path / "results.npz"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(target) as tmp, open(tmp, "wb") as handle:
+            handle.write(b"half of the")
+            raise KeyboardInterrupt
+    assert not target.exists() and not list(tmp_path.glob("*.partial"))
+    with atomic_output(target) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, x=np.arange(3))
+    with pytest.raises(OSError):
+        with atomic_output(target) as tmp, open(tmp, "wb") as handle:
+            handle.write(b"the next version, cut short")
+            raise OSError(28, "No space left on device")
+    with np.load(target) as kept:
+        np.testing.assert_array_equal(kept["x"], np.arange(3))
+
+
+@pytest.mark.slow
+def test_spectrograms_killed_while_written_are_rewritten_identically(tmp_path):
+    """SIGKILL of wav_to_spec.py once its first file is written; no half-written file is left under a final name,
+    and the re-run (--overwrite: the folder holds results) gives the files of an uninterrupted run."""
+    for i in range(12):
+        write_wav(tmp_path / "audio" / f"a{i:02d}.wav", music_like(8.0, seed=i))
+    command = ["datasets/wav_to_spec.py", "--use_dB", "--npy", str(tmp_path / "audio")]
+    whole = run_script(*command, str(tmp_path / "whole"), timeout=300)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, *command, str(killed)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(killed.glob("*.npy")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the conversion ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for path in killed.glob("*.npy"):  # every file under its final name is whole
+        assert np.load(path).shape[1:] == (96, 64)
+    assert len(list(killed.glob("*.npy"))) < 12
+
+    again = run_script(*command, str(killed), "--overwrite", timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    names = sorted(p.name for p in (tmp_path / "whole").glob("*.npy"))
+    assert len(names) == 12 and names == sorted(p.name for p in killed.glob("*.npy"))
+    for name in names:
+        np.testing.assert_array_equal(np.load(killed / name), np.load(tmp_path / "whole" / name))
+    assert not list(killed.glob("*.partial"))
 
 
 def test_a_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
