@@ -182,14 +182,6 @@ def _thread_pool():
     return concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="melspec")
 
 
-def _stft_chunk(segments: np.ndarray, params: SpectrogramParams) -> np.ndarray:
-    """Centred STFT of a few segments, (n, n_frames, n_freqs) complex, frames first; precision of the input."""
-    pad = params.n_fft // 2
-    padded = np.pad(segments, ((0, 0), (pad, pad)), mode=params.pad_mode)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, params.n_fft, axis=-1)[:, ::params.hop_length]
-    return scipy.fft.rfft(frames[:, : params.n_frames] * hann_window(params.n_fft, segments.dtype.type), axis=-1)
-
-
 def _mel_power_chunk(stft_frames_first: np.ndarray, params: SpectrogramParams) -> np.ndarray:
     """(n, n_frames, n_freqs) complex -> (n, n_mels, n_frames) mel power, through the sparse filter bank."""
     power = stft_frames_first.real ** 2
@@ -211,7 +203,7 @@ def stft_segments(segments: np.ndarray, params: SpectrogramParams, chunk: int = 
     segments = np.asarray(segments, dtype=np.float64)
     out = np.empty((segments.shape[0], params.n_freqs, params.n_frames), dtype=np.complex128)
     for start in range(0, segments.shape[0], chunk):
-        out[start:start + chunk] = _stft_chunk(segments[start:start + chunk], params).transpose(0, 2, 1)
+        out[start:start + chunk] = _analyse_signals(segments[start:start + chunk], params, 1).transpose(0, 2, 1)
     return out
 
 
@@ -256,7 +248,7 @@ def mel_spectrogram_segments(segments: np.ndarray, params: SpectrogramParams, sc
     stft = np.empty((n_segments, params.n_freqs, params.n_frames), np.complex64) if return_stft else None
 
     def transform(start: int) -> None:  # one chunk, STFT to mel; chunks write disjoint slices
-        spectrum = _stft_chunk(segments[start:start + chunk], params)
+        spectrum = _analyse_signals(segments[start:start + chunk], params, workers=1)  # chunks run on threads
         mel[start:start + chunk] = _mel_power_chunk(spectrum, params)
         if return_stft:
             stft[start:start + chunk] = spectrum.transpose(0, 2, 1)

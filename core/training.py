@@ -227,14 +227,10 @@ class Trainer:
         """
         from tqdm import tqdm
 
-        if self.restore():
+        resumed = self.restore()
+        if resumed:
             self.logger.info("resumed from %s (epoch %d done, best test loss %.4f)", self.latest.latest_checkpoint,
                              int(self.epoch), float(self.best_test_loss))
-            # replay the done epochs' input pipeline (no training: a pass over the data is seconds), so that its
-            # random state (the reshuffled order, augmentation draws) is where an uninterrupted run's would be
-            for _ in range(int(self.epoch)):
-                for _ in train:
-                    pass
         elif init_from is not None:
             prefix = restore_model_weights(self.model, init_from, config, architecture_keys)
             if self.ema is not None:
@@ -244,6 +240,10 @@ class Trainer:
             self.logger.info("all %d epochs are already done in %s; raise --n_epochs to train further",
                              n_epochs, self.output)
             return self._state()
+        if resumed:  # replay the done epochs' input pipeline (no training: a pass over the data is seconds), so
+            for _ in range(int(self.epoch)):  # its random state (reshuffled order, augmentation draws) is where an
+                for _ in train:               # uninterrupted run's would be
+                    pass
         writer = tf.summary.create_file_writer(str(self.output / TENSORBOARD_DIR))
         previous_mean: Optional[float] = None
         for epoch in range(int(self.epoch) + 1, n_epochs + 1):

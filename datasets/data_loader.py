@@ -140,8 +140,9 @@ class Scaling:
             UserError: logit units, which are not a shift of [0, 1] (BASIS's mixing models need a shift).
         """
         if self.logit_alpha is not None:
-            raise UserError("these model units are logits (use_logit: true), not a shift of [0, 1] values; BASIS's "
-                            "mixing models need priors trained without use_logit")
+            raise UserError("the config has use_logit: true, but BASIS separates in [0, 1] units (centred for "
+                            "Glow), not logits; use priors trained without use_logit and a config with "
+                            "use_logit: false")
         return 0.5 if self.centered else 0.0
 
     def __call__(self, spectrograms, seed=None, key=None):

@@ -137,12 +137,27 @@ def make_song(folder: Path) -> Path:
 
 
 def separate_command(prior: Path, song: Path, output: Path, *extra: str) -> list[str]:
-    return [sys.executable, "run_basis_sep.py", str(prior), str(prior), "--song_dir", str(song), "--model", "ncsn",
+    return ["run_basis_sep.py", str(prior), str(prior), "--song_dir", str(song), "--model", "ncsn",
             "--config", str(prior / "config.yml"), "--output", str(output), "--T", "3", "--no_progress", *extra]
 
 
 def separate(prior: Path, song: Path, output: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_script(*separate_command(prior, song, output, *extra)[1:], timeout=600)
+    return run_script(*separate_command(prior, song, output, *extra), timeout=600)
+
+
+def kill_when(args: list[str], ready, settle: float = 0.0) -> None:
+    """Run a script of the suite (``args`` after the interpreter), wait until ``ready()`` holds (then ``settle``
+    seconds more), and SIGKILL it; the test fails if the script ended before it could be killed."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(settle)
+    assert proc.poll() is None, f"{args[0]} ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.mark.slow
@@ -154,15 +169,7 @@ def test_a_separation_killed_during_a_level_resumes_to_the_same_result(tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen(separate_command(PRIOR, song, killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "basis_state.npz").is_file() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(separate_command(PRIOR, song, killed), (killed / "basis_state.npz").is_file)
     assert not (killed / "results.npz").exists()  # nothing a re-run would take as done
 
     resumed = separate(PRIOR, song, killed)
@@ -192,16 +199,8 @@ def test_a_training_killed_during_an_epoch_resumes_to_the_same_weights(tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, *common, "--output", str(killed)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while "epoch 1/2" not in read(killed / "out.log") and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # into epoch 2
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when([*common, "--output", str(killed)], lambda: "epoch 1/2" in read(killed / "out.log"),
+              settle=1.0)  # into epoch 2
     assert "epoch 2/2" not in read(killed / "out.log")
 
     resumed = run_script(*common, "--output", str(killed), timeout=600)
@@ -236,15 +235,7 @@ def test_a_dataset_build_killed_during_a_piece_resumes_to_the_same_files(tmp_pat
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, *command, "--output", str(killed)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not list(killed.glob("tfrecords/mix/*/*.tfrecord")) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the build ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when([*command, "--output", str(killed)], lambda: bool(list(killed.glob("tfrecords/mix/*/*.tfrecord"))))
 
     resumed = run_script(*command, "--output", str(killed), timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -288,15 +279,7 @@ def test_spectrograms_killed_while_written_are_rewritten_identically(tmp_path):
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, *command, str(killed)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not list(killed.glob("*.npy")) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the conversion ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when([*command, str(killed)], lambda: bool(list(killed.glob("*.npy"))))
     for path in killed.glob("*.npy"):  # every file under its final name is whole
         assert np.load(path).shape[1:] == (96, 64)
     assert len(list(killed.glob("*.npy"))) < 12
