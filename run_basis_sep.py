@@ -8,7 +8,8 @@
 One restore path per source, in the order of ``--sources`` (default: piano violin). NCSN restore paths are a
 ``train_ncsn.py`` run folder, a checkpoint folder or a checkpoint; Glow restore paths are ``train_noisy_glow.py``
 output folders (``sigma_<s>/tf_ckpts`` for every noise level). The config gives the schedule (sigma1, sigmaL,
-num_classes, T, step_lr) and the networks' shape; every key can be overridden by a flag (``--T 50``).
+num_classes, T, step_lr), the sampler (start_level, basis_levels, init, n_chains, temperature, denoise,
+consistency) and the networks' shape; every key can be overridden by a flag (``--T 50 --n_chains 2``).
 
 Songs: the whole song (or the first ``--n_mixed`` segments) is separated in batches of ``--batch_segments``.
 DIRPATH receives ``results.npz`` (x1, x2, ... estimates; gt1, gt2, ... ground truth when the source wavs exist;
@@ -55,8 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting points and the Langevin noise")
     parser.add_argument("--mixing", choices=("mean", "power_sum", "amplitude_sum", "sum"),
                         help="mixing model (default: power_sum in dB for spectrograms, mean for images)")
-    parser.add_argument("--init", choices=("uniform", "normal"), default="uniform",
-                        help="starting estimates: uniform over the data range, or N(0, 1)")
     parser.add_argument("--inverse", action="store_true",
                         help="songs: turn the estimates into <source>.wav and score them when the source wavs exist")
     parser.add_argument("--algorithm", choices=("wiener", "reuse_phase", "griffin"), default="wiener",
@@ -93,7 +92,7 @@ def fingerprint(args: argparse.Namespace, config, n_mixtures: int) -> str:
 
     data = str(Path(args.song_dir).resolve()) if args.song_dir else args.dataset
     return run_fingerprint(args.restore_paths, args.model, data, n_mixtures, args.batch_segments, args.seed, config,
-                           mixing=args.mixing, init=args.init)
+                           mixing=args.mixing)
 
 
 def main(argv=None) -> int:
@@ -129,7 +128,7 @@ def main(argv=None) -> int:
     logger.info(task.description)
 
     separate_song(task, args.restore_paths, args.model, output, key,
-                  seed=args.seed, batch_size=args.batch_segments, mixing_name=args.mixing, init=args.init,
+                  seed=args.seed, batch_size=args.batch_segments, mixing_name=args.mixing,
                   jit_compile=args.xla, invert=args.inverse, algorithm=args.algorithm, method=args.method,
                   progress=not args.no_progress, logger=logger)
     logger.info("wrote %s", output)

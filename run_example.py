@@ -1,6 +1,6 @@
 """The built-in example: separate a piano/violin song with the shipped priors, hear it, and read the scores.
 
-    python run_example.py [--output example_output] [--seconds 15] [--T N]
+    python run_example.py [--output example_output] [--seconds 15] [--T N --n_chains N ...]
 
 Steps (each is a script or module you can also run yourself; the commands are printed as they run):
 
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import core  # noqa: F401
-from core.config import CONFIG_NAME
+from core.config import CONFIG_NAME, SAMPLER_KEYS, add_key_arguments, config_overrides
 from core.errors import UserError, run_main
 
 ROOT = Path(__file__).resolve().parent
@@ -59,14 +59,13 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--output", default="example_output", help="folder for everything the example writes")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the example song")
-    parser.add_argument("--T", type=int, help="Langevin steps per noise level (default: the priors' config)")
     parser.add_argument("--overwrite", action="store_true", help="separate again even if the example is done")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    add_key_arguments(parser.add_argument_group("BASIS sampler (default: the shipped priors' config.yml)"),
+                      SAMPLER_KEYS)
     args = parser.parse_args(argv)
     if not 2.0 <= args.seconds <= 60.0:
         raise UserError(f"--seconds must be between 2 and 60, got {args.seconds:g}")
-    if args.T is not None and args.T < 1:
-        raise UserError(f"--T must be at least 1, got {args.T}")
     from datasets import midi_dataset as md
 
     md.check_renderer(md.DEFAULT_SOUNDFONT)  # set-up could not install FluidSynth: one line saying what to install
@@ -88,7 +87,8 @@ def main(argv=None) -> int:
     songs = output / "songs"
     song = songs / name
     folder = output / name
-    settings = {"seconds": args.seconds, "T": args.T}
+    overrides = config_overrides(args)
+    settings = {"seconds": args.seconds, **overrides}
     record = output / "example.json"
     if args.overwrite:
         shutil.rmtree(folder, ignore_errors=True)
@@ -100,13 +100,13 @@ def main(argv=None) -> int:
 
     print(f"\n== 2/2 separate {args.seconds:g} s of {name} with BASIS and the shipped priors, invert, score\n"
           f"$ python separate_songs.py {songs} pretrained/piano pretrained/violin --config "
-          f"pretrained/piano/config.yml --output {output}" + (f" --T {args.T}" if args.T else ""), flush=True)
+          f"pretrained/piano/config.yml --output {output}"
+          + "".join(f" --{key} {value}" for key, value in overrides.items()), flush=True)
     from core.config import load_config
     from core.rundir import setup_logging
     from separation import song_folders
     from separation.figures import plot_score_boxes
 
-    overrides = {"T": args.T} if args.T else {}
     config = load_config(PRIORS[0] / CONFIG_NAME, overrides, required=("n_filters",))
     logger = setup_logging(output)
     song_folders.separate_songs([song], [str(p) for p in PRIORS], config, output, progress=not args.no_progress,

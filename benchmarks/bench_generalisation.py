@@ -16,10 +16,11 @@ each set was trained on. A timbre that no prior set ever saw is given with ``--s
 
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
-        [--seconds 20] [--T 20] [--step_lr 5e-5] [--output data/bench_generalisation] [--shard 1/2]
+        [--seconds 20] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] [--shard 1/2]
 
 A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
-separation settings are those of ``DIR/piano/config.yml`` unless ``--T`` / ``--step_lr`` are given. Everything is
+separation settings are those of ``DIR/piano/config.yml`` except the sampler keys given as flags (``--T``,
+``--step_lr``, ``--start_level``, ...). Everything is
 kept in ``--output`` (renders, separations, ``generalisation.csv``); re-running skips what is done, so a run can be
 split over two processes with ``--shard i/n`` (by prior set) and tabled by a last run without it.
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core  # noqa: E402,F401  (quiets TensorFlow's start-up logging)
-from core.config import CONFIG_NAME  # noqa: E402
+from core.config import CONFIG_NAME, SAMPLER_KEYS, add_key_arguments, config_overrides  # noqa: E402
 from core.errors import UserError, run_main  # noqa: E402
 
 KINDS = {"chorales": ("bach",), "quartets": ("beethoven", "haydn", "mozart"), "tunes": ("ryansMammoth",)}
@@ -62,8 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="extra timbre conditions given as two timbre specs, e.g. "
                              "salamander=salamander,csound:40 or p2=csound:2,merlin:40")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each excerpt from the start, s (default: 20)")
-    parser.add_argument("--T", type=int, default=None, help="Langevin steps per level (default: the priors' config.yml)")
-    parser.add_argument("--step_lr", type=float, default=None, help="Langevin step size (default: the priors' config.yml)")
+    add_key_arguments(parser.add_argument_group("BASIS sampler (default: each prior set's piano/config.yml)"),
+                      SAMPLER_KEYS)
     parser.add_argument("--output", default="data/bench_generalisation", help="work and result folder (default: data/bench_generalisation)")
     parser.add_argument("--shard", default=None, metavar="i/n", help="only the i-th of n prior sets (then table all)")
     parser.add_argument("--table_only", action="store_true",
@@ -98,8 +99,8 @@ def conditions(families, soundfonts, pairs=()) -> list[Condition]:
     return out
 
 
-def choose_pieces(kinds, per_kind: int, keys=None) -> list[tuple[str, object]]:
-    """(kind, CorpusPiece) of the test split: the first ``per_kind`` pieces by key of each kind, or ``keys``."""
+def choose_pieces(kinds, per_kind: int, keys=None, split: str = "test") -> list[tuple[str, object]]:
+    """(kind, CorpusPiece) of ``split``: the first ``per_kind`` pieces by key of each kind, or ``keys``."""
     from datasets import midi_dataset as md
 
     if keys:
@@ -111,9 +112,9 @@ def choose_pieces(kinds, per_kind: int, keys=None) -> list[tuple[str, object]]:
         return [(kind_of[p.composer], p) for p in pieces]
     chosen = []
     for kind in kinds:
-        test = [p for p in md.list_corpus_pieces(KINDS[kind]) if md.split_of(p.key, md.RenderOptions().test_fraction)
-                == "test"]
-        chosen.extend((kind, p) for p in test[:per_kind])
+        found = [p for p in md.list_corpus_pieces(KINDS[kind])
+                 if md.split_of(p.key, md.RenderOptions().test_fraction) == split]
+        chosen.extend((kind, p) for p in found[:per_kind])
     return chosen
 
 
@@ -142,12 +143,12 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
     return songs
 
 
-def separate(prior_dir: Path, songs, output: Path, seconds: float, T, step_lr, progress: bool) -> None:
-    """Separate and score the songs with one prior set (those done already are skipped)."""
+def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: dict, progress: bool) -> None:
+    """Separate and score the songs with one prior set and the sampler keys in ``overrides`` (songs done already
+    are skipped)."""
     from core.config import load_config
     from separation import song_folders
 
-    overrides = {k: v for k, v in (("T", T), ("step_lr", step_lr)) if v is not None}
     config = load_config(prior_dir / "piano" / CONFIG_NAME, overrides)
     n_segments = max(1, math.ceil(seconds * config.sample_rate / config.segment_samples - 1e-9))
     paths = [str(prior_dir / name) for name in NAMES]
@@ -237,7 +238,7 @@ def main(argv=None) -> int:
             out = output / "separated" / name / condition.replace(":", "_")
             if name in mine:
                 logger.info("priors %s, timbre %s: %d songs", name, condition, len(songs))
-                separate(folder, songs, out, args.seconds, args.T, args.step_lr, not args.no_progress)
+                separate(folder, songs, out, args.seconds, config_overrides(args), not args.no_progress)
             # this run's separations, or what another shard (or an earlier run) has finished
             results[name][condition] = finished_scores(out, songs)
     rows = table_rows(results, songs_by_condition)

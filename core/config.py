@@ -86,6 +86,23 @@ class Config:
     T: int = _field(100, "Langevin steps per noise level")
     step_lr: float = _field(2e-5, "Langevin step size delta: eta_i = delta (sigma_i / sigma_L)^2")
 
+    # --- BASIS sampler (separation/basis.py; the defaults are the original algorithm) ----------------------------
+    start_level: int = _field(0, "BASIS: the first noise level visited (0 = sigma_1); with init: mixture, a start "
+                                 "at a lower sigma")
+    basis_levels: Optional[int] = _field(None, "BASIS: how many noise levels to visit, spread evenly from "
+                                               "start_level to sigma_L (None: all of them)")
+    init: str = _field("uniform", "BASIS: starting estimates: uniform over the data range, N(0, 1), or the "
+                                  "mixture's equal share plus noise of the first visited level",
+                       ("uniform", "normal", "mixture"))
+    n_chains: int = _field(1, "BASIS: independent Langevin chains per segment, averaged (the posterior mean)")
+    denoise: bool = _field(False, "BASIS: finish with one denoising step of every prior at the last level "
+                                  "(Tweedie's estimate, as NCSN sampling does)")
+    temperature: float = _field(1.0, "BASIS: the Langevin noise is sqrt(2 eta temperature): 1 samples the "
+                                     "posterior, below 1 a sharpened one (0: no noise, towards its mode)")
+    consistency: str = _field("none", "BASIS: rescale the sources' mel power so that their sum is the mixture's: "
+                                      "never, once at the end, or after every Langevin step",
+                              ("none", "final", "step"))
+
     # --- training -----------------------------------------------------------------------------------------------
     n_epochs: int = _field(100, "training epochs")
     optimizer: str = _field("adam", "optimizer", ("adam", "adamax"))
@@ -206,9 +223,20 @@ def load_config(path: str | os.PathLike | None, overrides: Mapping[str, Any] | N
         raise UserError(f"{source}: use_logit is true but alpha is not set; add e.g. 'alpha: 0.05'")
     if config.sigmaL <= 0 or config.sigma1 <= config.sigmaL:
         raise UserError(f"{source}: need 0 < sigmaL < sigma1, got sigma1={config.sigma1}, sigmaL={config.sigmaL}")
-    for key in ("num_classes", "T", "n_epochs", "batch_size", "height", "width"):
+    for key in ("num_classes", "T", "n_epochs", "batch_size", "height", "width", "n_chains"):
         if getattr(config, key) < 1:
             raise UserError(f"{source}: key '{key}' must be at least 1, got {getattr(config, key)}")
+    if config.temperature < 0:
+        raise UserError(f"{source}: key 'temperature' must be at least 0, got {config.temperature}")
+    if not 0 <= config.start_level < config.num_classes:
+        raise UserError(f"{source}: key 'start_level' must be in 0..{config.num_classes - 1} (num_classes "
+                        f"{config.num_classes}), got {config.start_level}")
+    if config.start_level > 0 and config.init != "mixture":
+        raise UserError(f"{source}: start_level {config.start_level} starts below sigma_1 from {config.init} noise, "
+                        "which the lower noise levels cannot undo; use init: mixture (or start_level: 0)")
+    if config.basis_levels is not None and not 1 <= config.basis_levels <= config.num_classes - config.start_level:
+        raise UserError(f"{source}: key 'basis_levels' must be in 1..{config.num_classes - config.start_level} (the "
+                        f"levels from start_level {config.start_level} to the last), got {config.basis_levels}")
     return config
 
 
@@ -243,20 +271,29 @@ def _parse_flag(name: str):
     return parse
 
 
+#: the keys of the BASIS sampler: the schedule it follows and the options around it
+SAMPLER_KEYS = ("T", "step_lr", "start_level", "basis_levels", "init", "n_chains", "temperature", "denoise",
+                "consistency")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_required: bool = True,
                          skip: Iterable[str] = ()) -> None:
     """Add ``--config FILE`` and one ``--key value`` flag per config key (default: not given)."""
     parser.add_argument("--config", required=config_required, metavar="FILE",
                         help="YAML config (e.g. configs/melspec_ncsnv1.yml); flags below override its keys")
-    group = parser.add_argument_group("config keys (override the --config file)")
     skip = set(skip)
-    for name, field in FIELDS.items():
-        if name in skip:
-            continue
+    add_key_arguments(parser.add_argument_group("config keys (override the --config file)"),
+                      [name for name in FIELDS if name not in skip])
+
+
+def add_key_arguments(parser, names: Iterable[str]) -> None:
+    """One ``--key value`` flag for each config key in ``names`` (default: not given; :func:`config_overrides`)."""
+    for name in names:
+        field = FIELDS[name]
         choices = field.metadata["choices"]
         help_text = field.metadata["help"] + (f" (default {field.default})" if field.default is not None else "")
-        group.add_argument(f"--{name}", type=_parse_flag(name), default=argparse.SUPPRESS, choices=choices,
-                           metavar=_base_type(name).__name__.upper() if not choices else None, help=help_text)
+        parser.add_argument(f"--{name}", type=_parse_flag(name), default=argparse.SUPPRESS, choices=choices,
+                            metavar=_base_type(name).__name__.upper() if not choices else None, help=help_text)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,7 +14,7 @@ state shape, whatever L and T. All random numbers are stateless and derived from
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def uniform_init(shape: Sequence[int], seed: Seed, dtype=tf.float32) -> tf.Tenso
 
 
 def langevin_steps(grad_fn: GradFn, x, level, first_step, n_steps, step, noise_scale, n_steps_each: int, seed,
-                   first_nan=None):
+                   first_nan=None, project: Optional[Callable[[tf.Tensor], tf.Tensor]] = None):
     """Steps ``first_step .. first_step + n_steps - 1`` of one noise level (the graph; the loop is a tf.while_loop).
 
     Args:
@@ -53,6 +53,7 @@ def langevin_steps(grad_fn: GradFn, x, level, first_step, n_steps, step, noise_s
         step, noise_scale: eta_i and sqrt(2 eta_i) of the level, scalars of x's dtype.
         first_nan: if given, an int32 scalar carried along: the first step index ``level * T + t`` after which the
             state held a NaN or inf (-1 while none; one reduction per step).
+        project: if given, applied to x after every step (e.g. BASIS's mixture-consistency correction).
     Returns:
         x after the steps, and first_nan when it was given. The noise of step t of level i is drawn from
         fold_in(seed, i * T + t), so running a level in several pieces gives the same numbers as in one.
@@ -66,6 +67,8 @@ def langevin_steps(grad_fn: GradFn, x, level, first_step, n_steps, step, noise_s
         step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int64))
         noise = tf.random.stateless_normal(shape, seed=step_seed, dtype=x.dtype)
         x = x + step * grad_fn(x, level) + noise_scale * noise
+        if project is not None:
+            x = project(x)
         if track:
             first_nan = _first_nan_after(x, index, first_nan)
         return t + 1, x, first_nan

@@ -52,12 +52,12 @@ def model_scaling(config: Config, model: str) -> Scaling:
 
 
 def run_fingerprint(restore_paths: Sequence[str], model: str, data: str, n_mixtures: int, batch_size: int,
-                    seed: int, config: Config, mixing: Optional[str] = None, init: str = "uniform") -> str:
+                    seed: int, config: Config, mixing: Optional[str] = None) -> str:
     """A digest of what makes two runs the same (a resume state is only used by the same run): the priors' folders
     (resolved), the model kind, the data (a song folder or an image set), the number of mixtures, the batch size,
-    the seed, the mixing model (None: the task's default), the initialisation and the whole config."""
+    the seed, the mixing model (None: the task's default) and the whole config (schedule and sampler included)."""
     record = dict(paths=[str(Path(p).resolve()) for p in restore_paths], model=model, data=data, n=n_mixtures,
-                  batch=batch_size, seed=seed, mixing=mixing, init=init, config=config.to_dict())
+                  batch=batch_size, seed=seed, mixing=mixing, config=config.to_dict())
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -212,25 +212,29 @@ class SongTask:
 def build_basis(task, restore_paths: Sequence[str], model: str, mixing_name: Optional[str] = None,
                 jit_compile: bool = False):
     """A :class:`separation.basis.Basis` for ``task``'s config and segment shape, with the priors loaded from
-    ``restore_paths``.
+    ``restore_paths`` and the sampler of the config's BASIS keys (start_level, basis_levels, init, n_chains,
+    temperature, denoise, consistency).
 
     Raises:
-        UserError: bad restore paths or config.
+        UserError: bad restore paths, config or sampler keys (checked before the priors are loaded).
     """
     from ncsn.schedule import sigmas_from_config
-    from separation.basis import Basis, make_mixing_model
+    from separation.basis import Basis, make_mixing_model, visited_levels
     from separation.priors import load_priors
 
     config = task.config
     sigmas = sigmas_from_config(config)
-    priors = load_priors(model, restore_paths, config, task.mixture.shape[1:], sigmas)
+    levels = visited_levels(len(sigmas), config.start_level, config.basis_levels)
     mixing = make_mixing_model(mixing_name or task.default_mixing, config.spectrogram_params(),
                                task.scaling.offset, config.scale)
-    return Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile)
+    priors = load_priors(model, restore_paths, config, task.mixture.shape[1:], sigmas)
+    return Basis(priors, mixing, sigmas, config.T, config.step_lr, jit_compile=jit_compile, levels=levels,
+                 n_chains=config.n_chains, denoise=config.denoise, consistency=config.consistency,
+                 temperature=config.temperature)
 
 
 def run_separation(task, restore_paths: Sequence[str], model: str, state_path: Path, fingerprint: str,
-                   seed: int = 0, batch_size: int = 16, mixing_name: Optional[str] = None, init: str = "uniform",
+                   seed: int = 0, batch_size: int = 16, mixing_name: Optional[str] = None,
                    jit_compile: bool = False, progress: bool = True, logger: Optional[logging.Logger] = None,
                    basis=None) -> SeparationResult:
     """Load the priors and build BASIS from ``task.config`` (unless ``basis`` is given: one built by
@@ -249,17 +253,15 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
     logger = logger or logging.getLogger("sepsuite")
     if basis is None:
         basis = build_basis(task, restore_paths, model, mixing_name, jit_compile)
-    sigmas, mixing = basis.sigmas, basis.mixing
+    sigmas = basis.visited_sigmas
     batch_size = min(batch_size, task.n_mixtures)
     n_batches = -(-task.n_mixtures // batch_size)
-    logger.info("BASIS with %s priors: %d levels %.4g -> %.4g, T = %d, step_lr %g, mixing %s, %d batch(es) of %d",
-                model, len(sigmas), sigmas[0], sigmas[-1], basis.n_steps_each, basis.step_lr, mixing.name,
-                n_batches, batch_size)
+    logger.info("BASIS with %s priors: %s; %d batch(es) of %d", model, basis.describe(), n_batches, batch_size)
     bar = tqdm(total=len(sigmas) * n_batches * basis.n_steps_each, unit="step", disable=not progress,
                dynamic_ncols=True, desc="BASIS", smoothing=0.1)
     start = time.perf_counter()
     try:
-        estimates, history = separate_in_batches(basis, task.mixture, seed, batch_size, init,
+        estimates, history = separate_in_batches(basis, task.mixture, seed, batch_size, task.config.init,
                                                  low=-task.scaling.offset, state_path=state_path,
                                                  fingerprint=fingerprint, progress=bar, logger=logger)
     except SamplingDiverged:
@@ -271,7 +273,7 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
 
 
 def separate_song(task, restore_paths: Sequence[str], model: str, output: Path, fingerprint: str, seed: int = 0,
-                  batch_size: int = 16, mixing_name: Optional[str] = None, init: str = "uniform",
+                  batch_size: int = 16, mixing_name: Optional[str] = None,
                   jit_compile: bool = False, invert: bool = True, algorithm: str = "wiener", method: str = "frame",
                   progress: bool = True, logger: Optional[logging.Logger] = None, basis=None):
     """The whole separation of one task into ``output``: BASIS (resuming from ``output/basis_state.npz``), its
@@ -290,7 +292,7 @@ def separate_song(task, restore_paths: Sequence[str], model: str, output: Path, 
     logger = logger or logging.getLogger("sepsuite")
     state_path = output / STATE_NAME
     result = run_separation(task, restore_paths, model, state_path, fingerprint, seed=seed, batch_size=batch_size,
-                            mixing_name=mixing_name, init=init, jit_compile=jit_compile, progress=progress,
+                            mixing_name=mixing_name, jit_compile=jit_compile, progress=progress,
                             logger=logger, basis=basis)
     task.save(output, result, logger)
     scores = None

@@ -17,6 +17,7 @@ from datasets import midi_dataset as md
 from datasets.data_loader import load_song
 from core.spectral import SpectrogramParams
 from datasets.preprocessing import to_unit
+from core.errors import UserError
 from ncsn.sampling import SamplingDiverged
 from separation import basis as bs
 
@@ -227,3 +228,125 @@ def test_priors_in_logit_units_are_refused_with_one_line(tmp_path):
     save_config(dataclasses.replace(config, use_logit=True, alpha=0.05), logit_prior / "config.yml")
     with pytest.raises(UserError, match="trained with use_logit: true"):
         load_priors("ncsn", [logit_prior], config, (96, 64, 1), None)
+
+
+# ------------------------------------------------------------------------------------------ sampler options
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_default_options_give_the_numbers_of_basis_before_they_existed():
+    """The new keys default to the original algorithm: bit-identical to the code of commit 7ff05dd (the fixture was
+    made with that code, tests/fixtures/make_basis_before_sampler_options.py)."""
+    with np.load(FIXTURES / "basis_before_sampler_options.npz") as ref:
+        mixture, estimates, history = ref["mixture"], ref["estimates"], ref["history"]
+
+    def prior(mu):
+        return bs.FunctionPrior(lambda x, level: -(x - mu) / (0.04 + tf.gather(SIGMAS_T, level) ** 2))
+    basis = bs.Basis([prior(0.3), prior(0.6)], bs.DecibelMixing(PARAMS), SIGMAS, 6, 2e-5)
+    new, new_history = bs.separate_in_batches(basis, mixture, seed=11, batch_size=2, chunk_steps=4)
+    np.testing.assert_array_equal(new, estimates)
+    np.testing.assert_array_equal(new_history, history)
+    assert basis.evaluations == 4 * 6
+
+
+@pytest.mark.parametrize("n_chains, temperature", [(1, 1.0), (4, 1.0), (1, 0.25)])
+def test_posterior_mean_of_n_chains_has_the_closed_form_mean_and_variance_over_n(n_chains, temperature):
+    """Gaussian priors, mean mixing: each chain samples the posterior (closed form, as above); the mean of n
+    independent chains is centred on the posterior mean with 1/n of its variance; at temperature tau a chain
+    samples p^(1/tau), a Gaussian with tau times the variance."""
+    sigma = float(SIGMAS[-1])
+    variances = STD ** 2 + sigma ** 2
+    precision = np.diag(1 / variances) + np.full((2, 2), 0.25) / sigma ** 2
+    covariance = np.linalg.inv(precision)
+    mean = covariance @ (MU / variances + 0.5 * X / sigma ** 2)
+    mixture = tf.fill((8, 16, 16, 1), X)
+    basis = bs.Basis(gaussian_priors(), bs.MeanMixing(), SIGMAS, 1500, 2e-4, n_chains=n_chains,
+                     temperature=temperature)
+    assert basis.start(mixture, 3).shape == (2, 8 * n_chains, 16, 16, 1)
+    estimates = basis.separate(mixture, basis.start(mixture, 3), seed=4).numpy()
+    assert estimates.shape == (2, 8, 16, 16, 1)
+    samples = estimates.reshape(2, -1)  # 2048 independent estimates per source
+    expected = np.diag(covariance) * temperature / n_chains
+    assert np.all(np.abs(samples.mean(axis=1) - mean) < 4 * np.sqrt(expected / samples.shape[1])), samples.mean(1)
+    # sampling error of a variance from 2048 draws: 3 %; the Langevin step's bias: < 2.5 %
+    np.testing.assert_allclose(samples.var(axis=1), expected, rtol=0.1)
+
+
+@pytest.mark.parametrize("model", [bs.DecibelMixing(PARAMS), bs.DecibelMixing(PARAMS, offset=0.5),
+                                   bs.DecibelMixing(PARAMS, amplitude=True), bs.SumMixing(0.5), bs.MeanMixing()],
+                         ids=["power_sum", "power_sum_centred", "amplitude_sum", "sum", "mean"])
+def test_consistency_makes_the_sources_mix_to_the_mixture_and_is_a_no_op_when_they_do(model):
+    rng = np.random.default_rng(2)
+    offset = getattr(model, "offset", 0.0)
+    sources = tf.constant(rng.uniform(0.05, 0.9, (3, 4, 6, 5, 1)) - offset, tf.float32)
+    mixture = tf.constant(rng.uniform(0.3, 0.95, (4, 6, 5, 1)) - offset, tf.float32)
+    projected = model.project(sources, mixture)
+    if isinstance(model, bs.DecibelMixing):  # the power (amplitude) sum in dB, computed here with numpy
+        c = model.c
+        decibels = PARAMS.db_min + (PARAMS.db_max - PARAMS.db_min) * (projected.numpy().astype(np.float64) + offset)
+        mixed_db = c * np.log10(np.sum(10.0 ** (decibels / c), axis=0))
+        target_db = PARAMS.db_min + (PARAMS.db_max - PARAMS.db_min) * (mixture.numpy().astype(np.float64) + offset)
+        assert np.max(np.abs(mixed_db - target_db)) < 0.01
+        # every source moved by the same dB shift per element: their power ratios are kept
+        shift = (projected - sources).numpy()
+        np.testing.assert_allclose(shift, np.broadcast_to(shift[:1], shift.shape), atol=1e-6)
+    else:
+        mixed = projected.numpy().sum(0) + 2 * offset if isinstance(model, bs.SumMixing) else projected.numpy().mean(0)
+        np.testing.assert_allclose(mixed, mixture.numpy(), atol=1e-5)
+    np.testing.assert_allclose(model.project(projected, model(projected)).numpy(), projected.numpy(), atol=1e-6)
+    split = model.split(mixture, 3)  # the mixture's equal share: mixes back to it
+    np.testing.assert_allclose(model(split).numpy(), mixture.numpy(), atol=1e-5)
+    np.testing.assert_allclose(split.numpy(), np.broadcast_to(split.numpy()[:1], split.shape), atol=1e-6)
+
+
+def test_options_are_traced_once_reproducible_and_end_consistent():
+    calls = []
+    mixing = bs.DecibelMixing(PARAMS)
+    basis = bs.Basis(counting_priors(calls), mixing, SIGMAS, 5, 2e-5, levels=bs.visited_levels(4, 1, 2),
+                     n_chains=3, denoise=True, consistency="step")
+    assert basis.levels == [1, 3] and basis.evaluations == 3 * (2 * 5 + 1)
+    assert "2 of 4 levels" in basis.describe() and "3 chains" in basis.describe()
+    mixture = np.random.default_rng(0).uniform(0.3, 0.9, (5, 6, 5, 1)).astype(np.float32)
+    first, history = bs.separate_in_batches(basis, mixture, seed=7, batch_size=2, init="mixture")
+    again, _ = bs.separate_in_batches(basis, mixture, seed=7, batch_size=2, init="mixture")
+    other, _ = bs.separate_in_batches(basis, mixture, seed=8, batch_size=2, init="mixture")
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.shape == (2, 5, 6, 5, 1) and history.shape == (2, 2, 5, 6, 5, 1)
+    assert basis.tracing_count == 1 and basis._compiled_finish.experimental_get_tracing_count() == 1
+    error_db = np.abs(mixing(tf.constant(first)).numpy() - mixture) * (PARAMS.db_max - PARAMS.db_min)
+    assert error_db.max() < 0.01  # step consistency: every step, and the estimate, mix to the mixture
+
+
+def test_a_mixture_start_is_the_equal_share_plus_the_first_levels_noise():
+    basis = bs.Basis(counting_priors([]), bs.DecibelMixing(PARAMS), SIGMAS, 1, 1e-5, levels=[2, 3])
+    mixture = np.full((4, 32, 32, 1), 0.7, np.float32)
+    start = basis.start(mixture, 5, init="mixture").numpy()
+    share = 0.7 - 10 * np.log10(2) / (PARAMS.db_max - PARAMS.db_min)   # half the power: -3.01 dB
+    assert abs(start.mean() - share) < 0.003
+    assert start.std() == pytest.approx(SIGMAS[2], rel=0.02)
+
+
+def test_sampler_settings_that_cannot_work_are_one_line_errors():
+    priors = counting_priors([])
+    with pytest.raises(UserError, match="n_chains must be"):
+        bs.Basis(priors, bs.MeanMixing(), SIGMAS, 2, 1e-4, n_chains=0)
+    with pytest.raises(UserError, match="unknown consistency"):
+        bs.Basis(priors, bs.MeanMixing(), SIGMAS, 2, 1e-4, consistency="always")
+
+    class NoProjection(bs.MeanMixing):  # a user's mixing model without a projection
+        project = bs.MixingModel.project
+        name = "custom"
+
+    with pytest.raises(UserError, match="custom has no consistency projection; use consistency: none"):
+        bs.Basis(priors, NoProjection(), SIGMAS, 2, 1e-4, consistency="step")
+    with pytest.raises(UserError, match="custom cannot split a mixture"):
+        bs.Basis(priors, NoProjection(), SIGMAS, 2, 1e-4).start(np.zeros((1, 4, 4, 1), np.float32), 0, "mixture")
+    assert all(m.can_project for m in (bs.MeanMixing(), bs.SumMixing(), bs.DecibelMixing(PARAMS)))
+    with pytest.raises(UserError, match="start_level must be in 0..3"):
+        bs.visited_levels(4, 4)
+    with pytest.raises(UserError, match="basis_levels must be in 1..2"):
+        bs.visited_levels(4, 2, 3)
+    assert bs.visited_levels(10, 0, 5) == [0, 2, 4, 7, 9] and bs.visited_levels(10, 3) == list(range(3, 10))
+    assert bs.visited_levels(10, 0, 1) == [9]

@@ -130,3 +130,18 @@ def test_inconsistent_values(tmp_path):
         load_config(write(tmp_path, "sigma1: 0.01\nsigmaL: 0.1\n"))
     with pytest.raises(UserError, match="batch_size"):
         load_config(write(tmp_path, "batch_size: 0\n"))
+
+
+def test_sampler_keys_default_to_the_original_basis_and_refuse_what_cannot_work():
+    config = load_config(None)
+    assert (config.start_level, config.basis_levels, config.init, config.n_chains, config.temperature,
+            config.denoise, config.consistency) == (0, None, "uniform", 1, 1.0, False, "none")
+    assert load_config(None, {"start_level": 3, "init": "mixture", "basis_levels": 7}).basis_levels == 7
+    for overrides, message in (({"start_level": 3}, "use init: mixture"),
+                               ({"start_level": 10}, "'start_level' must be in 0..9"),
+                               ({"start_level": 3, "init": "mixture", "basis_levels": 8}, "must be in 1..7"),
+                               ({"n_chains": 0}, "'n_chains' must be at least 1"),
+                               ({"temperature": -0.5}, "'temperature' must be at least 0"),
+                               ({"consistency": "always"}, "must be one of none, final, step")):
+        with pytest.raises(UserError, match=message):
+            load_config(None, overrides)

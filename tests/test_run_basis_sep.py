@@ -15,6 +15,7 @@ import soundfile as sf
 
 from conftest import ROOT, assert_one_line_error, music_like, run_script, write_wav
 from core import spectral
+from core.config import load_config
 from fixtures.make_bar_priors import N_TEST, N_TRAIN, OUTPUT as BAR_PRIORS, SIZE, bar_sets
 
 SEG = spectral.SpectrogramParams().segment_samples
@@ -61,8 +62,11 @@ def test_seed_command_line_writes_results_audio_and_scores(spectrogram_prior, so
         expected = spectral.mel_spectrogram_segments(spectral.segment_audio(mix, SEG), spectral.SpectrogramParams(), "dB")
         np.testing.assert_allclose(results["mixed"], expected, atol=1e-4)
         first_x1 = results["x1"]
+    shipped = load_config(spectrogram_prior / "config.yml")
+    visited = shipped.basis_levels or shipped.num_classes - shipped.start_level  # the levels the sampler visits
     with np.load(output / "results_convergence.npz") as convergence:
-        assert convergence["x1"].shape == (10, 2, 96, 64) and convergence["sigmas"].shape == (10,)
+        assert convergence["x1"].shape == (visited, 2, 96, 64) and convergence["sigmas"].shape == (visited,)
+        np.testing.assert_allclose(convergence["sigmas"][-1], shipped.sigmaL, rtol=1e-6)
     for name in ("piano", "violin"):
         audio, rate = sf.read(output / f"{name}.wav")
         assert rate == 16000 and audio.shape == (40000,) and np.all(np.isfinite(audio))
@@ -109,8 +113,20 @@ def test_bad_input_gives_one_line_errors(spectrogram_prior, song, tmp_path):
     assert_one_line_error(separate(spectrogram_prior, empty, out), "has no mix.wav")
     assert_one_line_error(separate(spectrogram_prior, song, out, "--sources", "piano"),
                           "2 restore paths but 1 source names")
-    diverged = separate(spectrogram_prior, song, out, "--step_lr", "1e35")
+    diverged = separate(spectrogram_prior, song, out, "--step_lr", "1e35", "--start_level", "0", "--basis_levels",
+                        "10")
     assert_one_line_error(diverged, "NaN/inf at noise level 1/10", "step")
+    # sampler settings that cannot work
+    assert_one_line_error(separate(spectrogram_prior, song, out, "--n_chains", "0"),
+                          "key 'n_chains' must be at least 1")
+    assert_one_line_error(separate(spectrogram_prior, song, out, "--start_level", "10"),
+                          "key 'start_level' must be in 0..9")
+    assert_one_line_error(separate(spectrogram_prior, song, out, "--start_level", "9", "--basis_levels", "2"),
+                          "key 'basis_levels' must be in 1..1")
+    assert_one_line_error(separate(spectrogram_prior, song, out, "--start_level", "3", "--init", "uniform"),
+                          "use init: mixture")
+    assert_one_line_error(separate(spectrogram_prior, song, out, "--temperature", "-1"),
+                          "key 'temperature' must be at least 0")
     write_wav(song / "violin.wav", music_like(1.0, seed=3), sr=22050)  # another rate and length: warned, fitted
     proc = separate(spectrogram_prior, song, tmp_path / "fitted", "--n_mixed", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
