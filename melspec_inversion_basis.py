@@ -1,7 +1,7 @@
 """Turn the mel spectrograms separated by BASIS back into audio, and score them.
 
     python melspec_inversion_basis.py DIRPATH [--algorithm griffin|reuse_phase] [--method frame|whole]
-        [--wiener_filter] [--song_dir PATH] [--output NAME] [--overwrite] [--n_iter N]
+        [--wiener_filter] [--song_dir PATH] [--output NAME] [--overwrite] [--no_report] [--n_iter N]
         [--griffin_init random|mixture] [--sources NAME ...] [--scale dB|power] [--seam_overlap N]
 
 DIRPATH holds the ``results.npz`` of ``run_basis_sep.py`` (see ``separation/results.py`` for its keys; files of the
@@ -11,7 +11,8 @@ the inverted ground truth (``gt_<name>.wav``) and mixture (``mix.wav``), 16 kHz;
 vs estimate); ``out.log``; and, when the song's source wavs are given with ``--song_dir`` and ``bss_eval_v4.py`` is
 present, the BSS Eval v4 scores (a table on screen, ``metrics.json`` in museval's layout, ``metrics.csv``) and
 ``scores.png``: box plots of this run next to every other ``metrics.json`` found below DIRPATH (other inversions,
-and oracles written there by ``oracle_systems.py --output DIRPATH/oracles``).
+and oracles written there by ``oracle_systems.py --output DIRPATH/oracles``). ``DIRPATH/report.html`` is written
+again with this inversion as one more column of audio players (``--no_report``: left as it is).
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output folder, relative to DIRPATH (default inverse_<algorithm>_<method>"
                              "[_wiener_filter])")
     parser.add_argument("--overwrite", action="store_true", help="write over an earlier inversion in that folder")
+    parser.add_argument("--no_report", action="store_true",
+                        help="do not write DIRPATH/report.html (the listening page with every inversion found)")
     parser.add_argument("--n_iter", type=int, default=spectral.DEFAULT_GL_ITER, metavar="N",
                         help="Griffin-Lim iterations")
     parser.add_argument("--griffin_init", choices=inversion.GRIFFIN_INITS, default="random",
@@ -168,6 +171,12 @@ def main(argv=None) -> int:
             found = evaluation.find_metrics(dirpath)
             ordered = dict(sorted(found.items(), key=lambda item: (not item[0].startswith("inverse"), item[0])))
             figures.plot_score_boxes(ordered, output / "scores.png", title=dirpath.name)
+    if not args.no_report:  # DIRPATH's page now lists this inversion as one more method
+        from separation import report
+
+        if args.song_dir and not (dirpath / report.RUN_NAME).is_file():
+            report.write_run_record(dirpath, song_dir=str(Path(args.song_dir).resolve()), sources=results.names)
+        logger.info("wrote %s", report.write_report(dirpath, results.names))
     logger.info("wrote %s", output)
     return 0
 

@@ -1,12 +1,13 @@
 """Oracle systems on a song folder: what a separation could reach knowing the true sources.
 
     python oracle_systems.py --song_dir PATH [--method IBM1 IBM2 IRM1 IRM2 MWF MEL] [--sources piano violin]
-        [--output DIR] [--overwrite]
+        [--output DIR] [--overwrite] [--no_report]
 
 The song folder holds ``mix.wav`` and one wav per source. Each oracle (see ``separation/oracles.py``) writes
 ``<output>/<method>/<source>.wav`` (16 kHz, the song's length) and ``<output>/<method>/spectrograms.png``; when
 ``bss_eval_v4.py`` is present, also ``<output>/<method>/metrics.json`` (museval's layout) and ``metrics.csv``, a table
-per method on screen, ``<output>/metrics.csv`` with every method, and ``<output>/scores.png`` (box plots).
+per method on screen, ``<output>/metrics.csv`` with every method, and ``<output>/scores.png`` (box plots);
+``<output>/report.html`` puts every oracle's audio beside the mixture and ground truth (``--no_report``: none).
 Writing the oracles into a BASIS result folder (``--output DIRPATH/oracles``) puts them beside the inversions in the
 box plots of ``melspec_inversion_basis.py``.
 """
@@ -43,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="source names: SONG_DIR/<name>.wav")
     parser.add_argument("--output", default="oracles", metavar="DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="write over earlier oracle results in DIR")
+    parser.add_argument("--no_report", action="store_true", help="do not write DIR/report.html (the listening page)")
     parser.add_argument("--n_segments", type=int, metavar="N",
                         help="keep only the first N segments of 2.04 s (as a BASIS run on part of a song)")
     parser.add_argument("--mel_algorithm", choices=inversion.ALGORITHMS, default="wiener",
@@ -64,7 +66,8 @@ def main(argv=None) -> int:
                         "source's audio (or name the sources there with --sources)")
     output = check_output_dir(args.output, args.overwrite, evaluation.SCORED_AUDIO_PATTERNS)
     logger = setup_logging(output)
-    logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
+    command = shlex.join([sys.executable, *(argv if argv is not None else sys.argv)])
+    logger.info("command: %s", command)
     logger.info("song %s: %.2f s, sources %s", args.song_dir, song.n_samples / params.sample_rate,
                 ", ".join(args.sources))
 
@@ -91,6 +94,12 @@ def main(argv=None) -> int:
     if all_scores:
         evaluation.write_csv(output / evaluation.CSV_NAME, all_scores)
         figures.plot_score_boxes(all_scores, output / "scores.png", title=f"oracles, {Path(args.song_dir).name}")
+    if not args.no_report:
+        from separation import report
+
+        report.write_run_record(output, song_dir=str(Path(args.song_dir).resolve()), sources=list(args.sources),
+                                method="oracles", command=command)
+        logger.info("wrote %s", report.write_report(output))
     logger.info("wrote %s", output)
     return 0
 

@@ -16,7 +16,9 @@ DIRPATH receives ``results.npz`` (x1, x2, ... estimates; gt1, gt2, ... ground tr
 mixed; stft_mixture; sources; n_samples -- mel spectrograms in dB, (n_segments, 96, 64)), ``results_convergence.npz``
 (the estimates after every level), ``spectrograms.png``, TensorBoard images, ``config.yml`` and ``out.log``; with
 ``--inverse`` also ``<source>.wav`` (Wiener filter of the mixture per frame, by default) and, when the source wavs
-exist, the BSS Eval v4 scores (``metrics.json``, ``metrics.csv``, a table on screen). A run that is interrupted
+exist, the BSS Eval v4 scores (``metrics.json``, ``metrics.csv``, a table on screen); ``run.json`` (the run's
+settings) and ``report.html``, a page with audio players for the mixture, the ground truth and the estimates, the
+scores and the figures (``--no_report``: none). A run that is interrupted
 resumes after its last finished noise level when started again with the same arguments.
 
 Toy images: ``--n_mixed`` pairs of test images (default 1000, the seed's table) are averaged into mixtures and
@@ -56,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting points and the Langevin noise")
     parser.add_argument("--mixing", choices=("mean", "power_sum", "amplitude_sum", "sum"),
                         help="mixing model (default: power_sum in dB for spectrograms, mean for images)")
+    parser.add_argument("--no_report", action="store_true",
+                        help="songs: do not write report.html (the listening page; make_report.py writes it later)")
     parser.add_argument("--inverse", action="store_true",
                         help="songs: turn the estimates into <source>.wav and score them when the source wavs exist")
     parser.add_argument("--algorithm", choices=("wiener", "reuse_phase", "griffin"), default="wiener",
@@ -124,13 +128,15 @@ def main(argv=None) -> int:
     logger = setup_logging(output)
     read_resume_state(output / STATE_NAME, key)  # a resume with other settings is refused before config.yml is written
     save_config(config, output / CONFIG_NAME)
-    logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
+    command = shlex.join([sys.executable, *(argv if argv is not None else sys.argv)])
+    logger.info("command: %s", command)
     logger.info(task.description)
 
     separate_song(task, args.restore_paths, args.model, output, key,
                   seed=args.seed, batch_size=args.batch_segments, mixing_name=args.mixing,
                   jit_compile=args.xla, invert=args.inverse, algorithm=args.algorithm, method=args.method,
-                  progress=not args.no_progress, logger=logger)
+                  progress=not args.no_progress, logger=logger, song_dir=args.song_dir, command=command,
+                  report=not args.no_report)
     logger.info("wrote %s", output)
     return 0
 

@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the example song")
     parser.add_argument("--overwrite", action="store_true", help="separate again even if the example is done")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no_report", action="store_true", help="no report.html / index.html listening pages")
     add_key_arguments(parser.add_argument_group("BASIS sampler (default: the shipped priors' config.yml)"),
                       SAMPLER_KEYS)
     args = parser.parse_args(argv)
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     config = load_config(PRIORS[0] / CONFIG_NAME, overrides, required=("n_filters",))
     logger = setup_logging(output)
     song_folders.separate_songs([song], [str(p) for p in PRIORS], config, output, progress=not args.no_progress,
-                                logger=logger)
+                                logger=logger, report=False, command=shlex.join([sys.executable, *sys.argv]))
     scores = song_folders.collect_scores(output, [song])
     plot_score_boxes({method: by_song[name] for method, by_song in scores.items()}, folder / "scores.png",
                      title=f"{name}: BASIS, mixture baseline, IRM oracle")
@@ -118,8 +119,13 @@ def main(argv=None) -> int:
     table.to_csv(output / "scores.csv")
     title = f"BSS Eval v4 of {name} ({args.seconds:g} s), median over 1 s frames (dB)"
     print("\n" + song_folders.format_table(table, title))
+    pages = ""
+    if not args.no_report:
+        from separation.report import write_index, write_report
+
+        pages = f"; open {write_report(folder)} in a browser (and {write_index(output, [folder], 'example')})"
     print(f"\nexample done in {time.perf_counter() - start:.0f} s. Listen: {folder / 'piano.wav'}, "
-          f"{folder / 'violin.wav'}; figures: {folder / 'spectrograms.png'}, {folder / 'scores.png'}")
+          f"{folder / 'violin.wav'}; figures: {folder / 'spectrograms.png'}, {folder / 'scores.png'}{pages}")
     return 0
 
 

