@@ -33,12 +33,10 @@ from datasets.preprocessing import write_audio
 from separation import evaluation, figures, inversion
 from separation.results import RESULTS_NAME, invert_results, load_results
 
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Invert the mel spectrograms of a BASIS separation (DIRPATH/results.npz) back to audio: "
-                    "NNLS to linear magnitudes, then Griffin-Lim, the mixture's phase or a Wiener filter of the "
-                    "mixture; writes wavs into DIRPATH/<output> and, with --song_dir, the BSS Eval v4 scores.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("dirpath", metavar="DIRPATH", help="folder holding results.npz")
     parser.add_argument("--algorithm", choices=("griffin", "reuse_phase"), default="reuse_phase",
                         help="phase of the estimates: Griffin-Lim, or the mixture's phase (needs the mixture)")

@@ -31,12 +31,10 @@ from datasets.preprocessing import write_audio
 from separation import evaluation, figures, inversion
 from separation.oracles import ORACLES, oracle_separation
 
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Oracle source separation of a song folder (mix.wav + one wav per source): ideal binary and "
-                    "ratio masks, the Wiener filter with the true spectra, and the inversion of the true mel "
-                    "spectrograms (MEL), with their BSS Eval v4 scores.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--song_dir", required=True, metavar="PATH", help="folder with mix.wav and the sources' wavs")
     parser.add_argument("--method", nargs="+", choices=ORACLES, default=list(ORACLES), metavar="METHOD",
                         help=f"oracles to run, among {' '.join(ORACLES)}")

@@ -71,8 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="build exactly these corpus pieces, in this order, e.g. bach/bwv66.6 "
                              "haydn/opus1no1/movement1 (instead of all pieces of --composers)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the order in which corpus pieces are visited (not of the split) "
-                             "(default: %(default)s)")
+                        help="seed of the order in which corpus pieces are visited, not of the split (default: 0)")
     parser.add_argument("--test_fraction", type=float, default=0.2,
                         help="fraction of pieces (by a hash of their name) in the test split (default: %(default)s)")
     parser.add_argument("--tempo", type=float, default=90.0, metavar="QPM",
@@ -116,8 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="cap a composer's share: stop taking its pieces once it holds M minutes "
                              "(e.g. bach=60 to balance chorales against quartets)")
     parser.add_argument("--jobs", type=int, default=2,
-                        help="parallel worker processes (each parses, renders and writes whole pieces) "
-                             "(default: %(default)s)")
+                        help="worker processes, each parsing, rendering and writing whole pieces (default: 2)")
     parser.add_argument("--overwrite", action="store_true",
                         help="re-render the pieces this run visits even if they exist, and retry skipped scores "
                              "(default: resume)")
