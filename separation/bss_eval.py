@@ -514,7 +514,8 @@ def _nonzero(sources: np.ndarray) -> np.ndarray:
 
 
 def _validate(reference_sources: np.ndarray, estimated_sources: np.ndarray) -> None:
-    """museval's checks: same shapes, at most 3 dimensions, no all-silent source, at most MAX_SOURCES sources."""
+    """museval's checks: same shapes, at most 3 dimensions, at most MAX_SOURCES sources (the all-silent source is
+    :func:`_check_not_silent`, on the silence masks computed once)."""
     if reference_sources.shape != estimated_sources.shape:
         raise BSSEvalInputError(f"the estimated sources and the references must have the same shape "
                                 f"(n_sources, n_samples, n_channels); references {reference_sources.shape}, "
@@ -525,13 +526,16 @@ def _validate(reference_sources: np.ndarray, estimated_sources: np.ndarray) -> N
     for name, sources in (("reference", reference_sources), ("estimated", estimated_sources)):
         if sources.size == 0:
             warnings.warn(f"{name} sources are empty: sdr, isr, sir, sar and perm are empty arrays")
-        else:
-            silent = np.flatnonzero(~np.any(_nonzero(sources), axis=1))
-            if silent.size:
-                raise BSSEvalInputError(f"{name} source {int(silent[0])} is silent (all zeros) over the whole "
-                                        f"signal; BSS Eval needs every source to be non-silent")
     if reference_sources.shape[0] > MAX_SOURCES:
         raise BSSEvalInputError(f"{reference_sources.shape[0]} sources: at most MAX_SOURCES = {MAX_SOURCES}")
+
+
+def _check_not_silent(nonzero: np.ndarray, name: str) -> None:
+    """``nonzero``: (n_sources, n_samples) from :func:`_nonzero`; a source silent throughout is an error."""
+    silent = np.flatnonzero(~np.any(nonzero, axis=1))
+    if silent.size:
+        raise BSSEvalInputError(f"{name} source {int(silent[0])} is silent (all zeros) over the whole "
+                                f"signal; BSS Eval needs every source to be non-silent")
 
 
 def _single_threaded_blas():
@@ -610,7 +614,10 @@ def bss_eval(reference_sources, estimated_sources, window=2 * 44100, hop=1.5 * 4
 
     bounds = frame_bounds(window, hop, n_samples)
     n_windows = len(bounds)
-    silent = _silent_windows(np.concatenate([_nonzero(reference_sources), _nonzero(estimated_sources)]), bounds)
+    nonzero_references, nonzero_estimates = _nonzero(reference_sources), _nonzero(estimated_sources)
+    _check_not_silent(nonzero_references, "reference")
+    _check_not_silent(nonzero_estimates, "estimated")
+    silent = _silent_windows(np.concatenate([nonzero_references, nonzero_estimates]), bounds)
     references = np.asarray(reference_sources, dtype=np.float64)  # a view when the input is float64 already
     estimates = np.asarray(estimated_sources, dtype=np.float64)
 
