@@ -29,9 +29,9 @@ from core.errors import UserError, run_main, warn
 from core.rundir import check_output_dir, setup_logging
 from datasets.data_loader import load_song
 from core.spectral import SpectrogramParams
-from datasets.preprocessing import write_audio
 from separation import evaluation, figures, inversion
-from separation.results import RESULTS_NAME, invert_results, load_results
+from separation.results import (RESULTS_NAME, inversion_lengths, inversion_mixture, invert_results, load_results,
+                                write_inverted)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,8 +88,6 @@ def main(argv=None) -> int:
     if not dirpath.is_dir():
         raise UserError(f"{dirpath} is not a folder: give the folder holding results.npz")
     results = load_results(dirpath / RESULTS_NAME, params, args.scale)
-    seg = params.segment_samples
-    padded_length = results.n_segments * seg
 
     # the song: mixture audio for mixture phase / Wiener filter, references for the scores
     song, reference_names = None, None
@@ -107,25 +105,9 @@ def main(argv=None) -> int:
     elif args.sources:
         warn("--sources is only used with --song_dir")
 
-    n_samples = results.n_samples
-    if n_samples is None:  # the song's true length when it covers every segment, else all segments in full
-        n_samples = song.n_samples if song is not None and song.n_samples > padded_length - seg else padded_length
-    scored_length = n_samples
-    if song is not None and song.n_samples < n_samples:
-        warn(f"the song in {args.song_dir} is {song.n_samples / params.sample_rate:.2f} s long, shorter than the "
-             f"{n_samples / params.sample_rate:.2f} s of the estimates: scores cover its length only")
-        scored_length = song.n_samples
-
-    mixture_audio = None
-    if algorithm != "griffin" or args.griffin_init == "mixture":
-        if results.stft_mixture is not None:
-            mixture_audio = inversion.mixture_from_segments(results.stft_mixture, params)
-        elif song is not None:
-            mixture_audio = song.mix_audio
-        else:
-            raise UserError(f"{results.path} has no stft_mixture and no --song_dir was given: mixture phase, "
-                            "Wiener filtering and --griffin_init mixture need the mixture; pass --song_dir (a folder "
-                            "with mix.wav) or use --algorithm griffin (random start)")
+    n_samples, scored_length = inversion_lengths(results, song, params)
+    needs_mixture = algorithm != "griffin" or args.griffin_init == "mixture"
+    mixture_audio = inversion_mixture(results, song, params) if needs_mixture else None
 
     name = args.output or (f"inverse_{args.algorithm}_{args.method}" + ("_wiener_filter" if args.wiener_filter else "")
                            + ("_mixture_init" if args.griffin_init == "mixture" else ""))
@@ -140,21 +122,7 @@ def main(argv=None) -> int:
                               n_iter=args.n_iter, seam_overlap=args.seam_overlap, griffin_init=args.griffin_init)
     logger.info("inverted %d spectrograms (estimates, ground truth, mixture) in %.2f s",
                 (1 + (results.ground_truth is not None)) * results.n_sources + 1, inverted.seconds)
-    files = [(f"{n}.wav", a) for n, a in zip(results.names, inverted.estimates)]
-    if inverted.ground_truth is not None:
-        files += [(f"gt_{n}.wav", a) for n, a in zip(results.names, inverted.ground_truth)]
-    files += [("mix.wav", inverted.mixture)]
-    for file_name, audio in files:
-        peak = float(np.max(np.abs(audio)))
-        if peak > 1.0:
-            warn(f"{file_name} peaks at {peak:.2f}: clipped to [-1, 1] in the 16-bit wav (scores use the unclipped "
-                 "audio)")
-        write_audio(output / file_name, np.clip(audio, -1.0, 1.0), params.sample_rate)
-
-    references = dict(zip(results.names, results.ground_truth)) if results.ground_truth is not None else {}
-    figures.plot_spectrogram_comparison(references,
-                                        dict(zip(results.names, results.estimates)), output / "spectrograms.png",
-                                        params, title=f"{dirpath.name}: ground truth vs BASIS estimate (dB)")
+    write_inverted(output, results, inverted, params)
 
     if song is not None:
         missing = [n for n in reference_names if n not in song.sources_audio]

@@ -23,11 +23,11 @@ import core  # noqa: F401  (quiets TensorFlow's C++ logging before anything impo
 import numpy as np
 
 from core import spectral
-from core.errors import UserError, run_main, warn
+from core.errors import UserError, run_main
 from core.rundir import check_output_dir, setup_logging
 from datasets.data_loader import load_song
 from core.spectral import SpectrogramParams, audio_to_mel_segments
-from datasets.preprocessing import write_audio
+from datasets.preprocessing import write_estimate
 from separation import evaluation, figures, inversion
 from separation.oracles import ORACLES, oracle_separation
 
@@ -79,9 +79,7 @@ def main(argv=None) -> int:
         logger.info("%s: %.2f s", method, time.perf_counter() - start)
         folder = output / method
         for name, audio in zip(args.sources, estimates):
-            if np.max(np.abs(audio)) > 1.0:
-                warn(f"{method}/{name}.wav peaks above 1: clipped in the 16-bit wav (scores use the unclipped audio)")
-            write_audio(folder / f"{name}.wav", np.clip(audio, -1.0, 1.0), params.sample_rate)
+            write_estimate(folder / f"{name}.wav", audio, params.sample_rate)
         figures.plot_spectrogram_comparison(
             references_db, {name: audio_to_mel_segments(audio, params) for name, audio in zip(args.sources, estimates)},
             folder / "spectrograms.png", params, title=f"{method}: ground truth vs oracle estimate (dB)")

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from core import import_tensorflow
 from core.spectral import SCALES, SpectrogramParams
-from core.errors import UserError
+from core.errors import UserError, warn
 from core.rundir import atomic_output
 
 #: File extensions treated as audio when walking a folder (formats libsndfile reads).
@@ -81,6 +81,15 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = 1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), np.asarray(audio, dtype=np.float32), sample_rate, subtype="PCM_16")
+
+
+def write_estimate(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = 16000) -> None:
+    """Write a separated or inverted waveform (n_samples,) as :func:`write_audio` does, clipped to [-1, 1] with a
+    warning naming the file when it peaks above 1 (its scores are computed on the unclipped audio)."""
+    peak = float(np.max(np.abs(audio), initial=0.0))
+    if peak > 1.0:
+        warn(f"{path} peaks at {peak:.2f}: clipped to [-1, 1] in the 16-bit wav (scores use the unclipped audio)")
+    write_audio(path, np.clip(audio, -1.0, 1.0), sample_rate)
 
 
 # ------------------------------------------------------------------------------------------------ value scaling

@@ -261,3 +261,53 @@ def invert_results(results: BasisResults, params: SpectrogramParams, algorithm: 
         common.pop("griffin_init", None)
     mixture = inversion.invert_mel(results.mixture[None], algorithm=mixture_algorithm, **common)[0]
     return InvertedResults(estimates, ground_truth, mixture, time.perf_counter() - start)
+
+
+def inversion_lengths(results: BasisResults, song, params: SpectrogramParams) -> tuple[int, int]:
+    """(n_samples, scored_length): the length to invert to and the length to score, in samples. ``n_samples`` is
+    the file's, else the song's when it covers every segment, else all segments in full; the scores cover the
+    song's length when it is shorter (with a warning). ``song``: the loaded song, or None."""
+    padded = results.n_segments * params.segment_samples
+    n_samples = results.n_samples
+    if n_samples is None:
+        covers = song is not None and song.n_samples > padded - params.segment_samples
+        n_samples = song.n_samples if covers else padded
+    if song is not None and song.n_samples < n_samples:
+        warn(f"the song {song.name} is {song.n_samples / params.sample_rate:.2f} s long, shorter than the "
+             f"{n_samples / params.sample_rate:.2f} s of the estimates: scores cover its length only")
+        return n_samples, song.n_samples
+    return n_samples, n_samples
+
+
+def inversion_mixture(results: BasisResults, song, params: SpectrogramParams) -> np.ndarray:
+    """(n_samples,) the mixture waveform for mixture phase and Wiener filtering: from the file's stft_mixture, else
+    the song's mix.wav.
+
+    Raises:
+        UserError: neither is there.
+    """
+    if results.stft_mixture is not None:
+        return inversion.mixture_from_segments(results.stft_mixture, params)
+    if song is not None:
+        return song.mix_audio
+    raise UserError(f"{results.path} has no stft_mixture and no --song_dir was given: mixture phase, Wiener "
+                    "filtering and --griffin_init mixture need the mixture; pass --song_dir (a folder with mix.wav) "
+                    "or use --algorithm griffin (random start)")
+
+
+def write_inverted(output: Path, results: BasisResults, inverted: InvertedResults,
+                   params: SpectrogramParams) -> None:
+    """The inverted audio as wavs in ``output`` (``<source>.wav``, ``gt_<source>.wav``, ``mix.wav``; clipped with a
+    warning above 1) and ``spectrograms.png`` (ground truth vs estimate)."""
+    from datasets.preprocessing import write_estimate
+    from separation import figures
+
+    files = [(f"{n}.wav", a) for n, a in zip(results.names, inverted.estimates)]
+    if inverted.ground_truth is not None:
+        files += [(f"gt_{n}.wav", a) for n, a in zip(results.names, inverted.ground_truth)]
+    for file_name, audio in files + [("mix.wav", inverted.mixture)]:
+        write_estimate(output / file_name, audio, params.sample_rate)
+    references = dict(zip(results.names, results.ground_truth)) if results.ground_truth is not None else {}
+    figures.plot_spectrogram_comparison(references, dict(zip(results.names, results.estimates)),
+                                        output / "spectrograms.png", params,
+                                        title=f"{output.parent.name}: ground truth vs BASIS estimate (dB)")

@@ -187,7 +187,7 @@ class SongTask:
             (audio, scores): (K, n_samples) float32 and :class:`separation.evaluation.Scores` (None without
             ground truth).
         """
-        from datasets.preprocessing import write_audio
+        from datasets.preprocessing import write_estimate
         from separation import evaluation, inversion
 
         params = self.song.params
@@ -196,7 +196,7 @@ class SongTask:
         audio = inversion.invert_mel(mel, params, algorithm=algorithm, method=method, n_samples=self.song.n_samples,
                                      mixture_audio=self.song.mix_audio, scale=self.config.scale)
         for name, waveform in zip(self.names, audio):
-            write_audio(output / f"{name}.wav", np.clip(waveform, -1.0, 1.0), params.sample_rate)
+            write_estimate(output / f"{name}.wav", waveform, params.sample_rate)
         logger.info("inverted the estimates (%s, %s) in %.1f s: %s", algorithm, method, time.perf_counter() - start,
                     ", ".join(f"{n}.wav" for n in self.names))
         if not self.has_ground_truth:

@@ -83,7 +83,7 @@ def baselines_done(folder: Path) -> bool:
 
 def score_baselines(song, names: Sequence[str], folder: Path) -> dict[str, evaluation.Scores]:
     """The mixture baseline and the IRM oracle of one song with ground truth; writes their wavs and metrics."""
-    from datasets.preprocessing import write_audio
+    from datasets.preprocessing import write_estimate
     from separation.oracles import oracle_separation
 
     params = song.params
@@ -95,7 +95,7 @@ def score_baselines(song, names: Sequence[str], folder: Path) -> dict[str, evalu
         out = folder / BASELINE_DIR / method
         out.mkdir(parents=True, exist_ok=True)
         for name, waveform in zip(names, audio):
-            write_audio(out / f"{name}.wav", np.clip(waveform, -1.0, 1.0), params.sample_rate)
+            write_estimate(out / f"{name}.wav", waveform, params.sample_rate)
         scores[method] = evaluation.evaluate_sources(references, audio[:, :song.n_samples], list(names),
                                                      params.sample_rate)
         scores[method].save(out)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
+import soundfile as sf
 import pytest
 
 from conftest import SR, music_like, write_wav
@@ -151,3 +152,15 @@ def test_bad_spectrogram_params_are_one_line_errors():
         spectral.SpectrogramParams(fmin=9000.0)
     with pytest.raises(UserError, match="pad_mode"):
         spectral.SpectrogramParams(pad_mode="wrap")
+
+
+def test_write_estimate_clips_with_a_warning_naming_the_file(tmp_path, capsys):
+    loud = np.array([0.0, 0.5, -1.5, 1.25], dtype=np.float32)
+    pp.write_estimate(tmp_path / "loud.wav", loud, 16000)
+    err = capsys.readouterr().err
+    assert "loud.wav peaks at 1.50: clipped" in err
+    written, rate = sf.read(tmp_path / "loud.wav")
+    assert rate == 16000 and np.abs(written).max() <= 1.0 and written[1] == pytest.approx(0.5, abs=1e-4)
+    pp.write_estimate(tmp_path / "quiet.wav", loud / 2, 16000)
+    assert capsys.readouterr().err == ""  # within [-1, 1]: written as it is, no warning
+    np.testing.assert_allclose(sf.read(tmp_path / "quiet.wav")[0], loud / 2, atol=1 / 32768)
