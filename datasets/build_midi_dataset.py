@@ -25,9 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import UserError, run_main  # noqa: E402
+from core.errors import run_main  # noqa: E402
 from datasets import midi_dataset as md  # noqa: E402
 from datasets import timbres  # noqa: E402
+from datasets.corpus import parse_composer_minutes  # noqa: E402
 
 EPILOG = """\
 Split: a piece is in the test split when a SHA-256 hash of its corpus name (e.g. bach/bwv66.6) falls below
@@ -123,50 +124,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _timbres(args, instrument: str) -> tuple[str, ...]:
-    given = getattr(args, f"{instrument}_timbres")
-    if given is not None and args.soundfont is not None:
-        raise UserError(f"give --soundfont or --{instrument}_timbres, not both")
-    if given is None:
-        given = [f"{args.soundfont}:{md.PIANO_PROGRAM if instrument == 'piano' else md.VIOLIN_PROGRAM}"] \
-            if args.soundfont is not None else list(timbres.DEFAULT_TIMBRES[instrument])
-    return tuple(t.spec for t in timbres.parse_timbres(given, instrument))
-
-
-def _effects(args) -> timbres.EffectOptions:
-    base = timbres.DEFAULT_EFFECTS if args.effects == "default" else timbres.EffectOptions()
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(base) if getattr(args, f.name) is not None}
-    for name, value in changes.items():
-        if value < 0 or (name in ("reverb", "tempo_jitter") and value >= 1.0 + (name == "reverb")):
-            raise UserError(f"--{name} {value} is out of range (>= 0; reverb <= 1, tempo_jitter < 1)")
-    return dataclasses.replace(base, **changes)
-
-
-def _caps(items) -> tuple[tuple[str, float], ...]:
-    caps = []
-    for item in items:
-        name, sep, minutes = item.partition("=")
-        try:
-            caps.append((name, float(minutes)))
-        except ValueError:
-            sep = ""
-        if not sep or not name or caps[-1][1] < 0:
-            raise UserError(f"--composer_minutes {item!r} is not NAME=MINUTES (e.g. bach=60)")
-    return tuple(caps)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    render = md.RenderOptions(piano_timbres=_timbres(args, "piano"), violin_timbres=_timbres(args, "violin"),
-                              effects=_effects(args), style_seed=args.style_seed, part_level_db=args.part_level_db,
-                              accompany=args.accompany,
-                              tempo=args.tempo,
-                              test_fraction=args.test_fraction, max_piece_minutes=args.max_piece_minutes,
-                              scale=args.scale)
+    effects = timbres.effect_options(args.effects, **{f.name: getattr(args, f.name)
+                                                      for f in dataclasses.fields(timbres.EffectOptions)})
+    render = md.RenderOptions(
+        piano_timbres=timbres.timbre_specs(args.piano_timbres, args.soundfont, "piano", md.PIANO_PROGRAM),
+        violin_timbres=timbres.timbre_specs(args.violin_timbres, args.soundfont, "violin", md.VIOLIN_PROGRAM),
+        effects=effects, style_seed=args.style_seed, part_level_db=args.part_level_db, accompany=args.accompany,
+        tempo=args.tempo, test_fraction=args.test_fraction, max_piece_minutes=args.max_piece_minutes,
+        scale=args.scale)
     options = md.BuildOptions(output=args.output, minutes=args.minutes, max_pieces=args.max_pieces,
                               composers=tuple(args.composers), pieces=tuple(args.pieces), seed=args.seed,
                               jobs=args.jobs, overwrite=args.overwrite, render=render,
-                              composer_minutes=_caps(args.composer_minutes))
+                              composer_minutes=parse_composer_minutes(args.composer_minutes))
     data = md.build_dataset(options, progress=not args.no_progress)
     print(md.summary_line(data), flush=True)
     return 0

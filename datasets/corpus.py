@@ -140,3 +140,22 @@ def visit_order(pieces: Sequence[CorpusPiece], seed: int) -> list[CorpusPiece]:
     order = sorted(pieces, key=lambda p: p.key)
     random.Random(seed).shuffle(order)
     return order
+
+
+def parse_composer_minutes(items) -> tuple[tuple[str, float], ...]:
+    """``["bach=60", ...]`` -> ``(("bach", 60.0), ...)``: the per-composer caps of a build, in minutes.
+
+    Raises:
+        UserError: an item that is not NAME=MINUTES with MINUTES >= 0.
+    """
+    caps = []
+    for item in items:
+        name, sep, minutes = item.partition("=")
+        try:
+            value = float(minutes)
+        except ValueError:
+            value = None
+        if not sep or not name or value is None or value < 0:
+            raise UserError(f"--composer_minutes {item!r} is not NAME=MINUTES (e.g. bach=60)")
+        caps.append((name, value))
+    return tuple(caps)

@@ -99,6 +99,20 @@ def resolved_spec(spec: str) -> str:
     return f"{Path(timbre.source).resolve()}:{timbre.program}"
 
 
+def timbre_specs(given, soundfont, instrument: str, program: int) -> tuple[str, ...]:
+    """The timbre specs of a build for ``instrument``: ``given`` (a list, ``"training"`` allowed), or
+    ``soundfont``:``program`` for a single SoundFont, or :data:`DEFAULT_TIMBRES` (both None).
+
+    Raises:
+        UserError: both given, or a spec :func:`parse_timbres` refuses.
+    """
+    if given is not None and soundfont is not None:
+        raise UserError(f"give --soundfont or --{instrument}_timbres, not both")
+    if given is None:
+        given = [f"{soundfont}:{program}"] if soundfont is not None else list(DEFAULT_TIMBRES[instrument])
+    return tuple(t.spec for t in parse_timbres(given, instrument))
+
+
 def parse_timbres(specs: Sequence[str], instrument: str) -> tuple[Timbre, ...]:
     """A list of timbre specs (``"training"`` expands to :data:`TRAINING_TIMBRES` of ``instrument``)."""
     out: list[Timbre] = []
@@ -283,6 +297,20 @@ class EffectOptions:
 
 #: What ``--effects default`` of the dataset builder means.
 DEFAULT_EFFECTS = EffectOptions(gain_db=6.0, tilt_db=6.0, reverb=0.5, velocity_sd=8.0, tempo_jitter=0.15)
+
+
+def effect_options(preset: str, **changes) -> EffectOptions:
+    """The effect ranges of a preset (``"none"`` or ``"default"``) with single ranges changed (None: kept).
+
+    Raises:
+        UserError: a range out of bounds (negative; reverb above 1, tempo_jitter 1 or more).
+    """
+    base = DEFAULT_EFFECTS if preset == "default" else EffectOptions()
+    changes = {name: value for name, value in changes.items() if value is not None}
+    for name, value in changes.items():
+        if value < 0 or (name in ("reverb", "tempo_jitter") and value >= 1.0 + (name == "reverb")):
+            raise UserError(f"--{name} {value} is out of range (>= 0; reverb <= 1, tempo_jitter < 1)")
+    return dataclasses.replace(base, **changes)
 
 
 def draw_part_style(rng: np.random.Generator, timbres: Sequence[Timbre], effects: EffectOptions) -> dict:

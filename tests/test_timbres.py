@@ -228,3 +228,21 @@ def test_bad_timbre_options_are_one_line_errors(tmp_path):
     assert_one_line_error(run_script(SCRIPT, "--output", out, "--soundfont", str(sf2)), "no program 40")
     assert_one_line_error(run_script(SCRIPT, "--output", out, "--composer_minutes", "bach"), "NAME=MINUTES")
     assert not Path(out).exists()
+
+
+def test_build_options_from_flags_are_parsed_in_the_library():
+    from datasets.corpus import parse_composer_minutes
+
+    assert parse_composer_minutes(["bach=60", "monteverdi=25.5"]) == (("bach", 60.0), ("monteverdi", 25.5))
+    for bad in ("bach", "=3", "bach=x", "bach=-1"):
+        with pytest.raises(UserError, match="is not NAME=MINUTES"):
+            parse_composer_minutes([bad])
+    assert timbres.effect_options("none") == timbres.EffectOptions()
+    assert timbres.effect_options("default", reverb=None, gain_db=2.0) == \
+        dataclasses.replace(timbres.DEFAULT_EFFECTS, gain_db=2.0)
+    with pytest.raises(UserError, match="--tempo_jitter 1.0 is out of range"):
+        timbres.effect_options("none", tempo_jitter=1.0)
+    assert timbres.timbre_specs(None, None, "violin", 40) == timbres.DEFAULT_TIMBRES["violin"]
+    assert timbres.timbre_specs(None, "csound", "piano", 0) == ("csound:0",)
+    with pytest.raises(UserError, match="not both"):
+        timbres.timbre_specs(["fluidr3:0"], "csound", "piano", 0)
