@@ -1,4 +1,4 @@
-"""Train a Glow prior on one source's mel-spectrograms (or MNIST/CIFAR-10).
+"""Train a Glow prior on one source's mel-spectrograms (or MNIST/CIFAR-10); Flow++ with ``--flow flowpp``.
 
     python train_glow.py --dataset DATASET_FOLDER/<source> --config configs/melspec_glow.yml [--output DIR]
 
@@ -9,13 +9,16 @@ audio for spectrograms) every `sample_every` epochs. Every config key can be giv
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import core  # noqa: F401  (quiets TensorFlow's start-up logging; must come first)
 from datasets.training_run import prepare_training, training_parser
 from core.errors import run_main
 
 
-def main(argv=None, kind: str = "glow", description: str = __doc__) -> int:
-    """Train a flow of ``kind`` ("glow" or "realnvp"); ``description`` is the script's docstring."""
+def main(argv=None, kind: Optional[str] = None, description: str = __doc__) -> int:
+    """Train a flow of ``kind`` ("glow", "realnvp", "flowpp"; None: the config's ``flow``, Glow by default);
+    ``description`` is the script's docstring."""
     parser = training_parser(description.splitlines()[0], default_output="trained_flows")
     args = parser.parse_args(argv)
     run = prepare_training(args, required=("L", "K", "n_filters"), centered=True, argv=argv)

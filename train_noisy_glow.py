@@ -30,7 +30,7 @@ def main(argv=None) -> int:
         raise UserError(f"two noise levels round to the same folder name ({', '.join(names)}); "
                         "use fewer num_classes or a wider sigma range")
     with run.strategy.scope():
-        flow = build_flow(run.config, run.input_shape, kind="glow")
+        flow = build_flow(run.config, run.input_shape)
     previous = args.restore_path
     for index, (sigma, name) in enumerate(zip(sigmas, names), start=1):
         level = run.output / name

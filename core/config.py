@@ -70,6 +70,9 @@ class Config:
     K: Optional[int] = _field(None, "Glow: steps of flow per level")
     learntop: bool = _field(True, "Glow: learn the prior's mean and scale of the top latent")
     coupling_scale: str = _field("sigmoid", "Glow: scale function of the affine coupling", ("sigmoid", "tanh"))
+    flow: str = _field("glow", "flow family of train_glow.py, train_noisy_glow.py and Glow priors in BASIS: glow, "
+                               "realnvp or flowpp (Flow++: logistic-mixture couplings with self-attention)",
+                       ("glow", "realnvp", "flowpp"))
 
     # --- networks (both families) -------------------------------------------------------------------------------
     n_filters: Optional[int] = _field(None, "convolution filters of the network")

@@ -33,6 +33,7 @@ from core import import_tensorflow
 from core.errors import UserError
 from flow_models.bijectors import (ActNorm, AffineCoupling, ConditionalGaussianSplit, InvertibleConv1x1,
                                    LearnedGaussianPrior, MaskedAffineCoupling, Squeeze)
+from flow_models.flowpp import flowpp_step
 
 tf = import_tensorflow()
 
@@ -217,6 +218,22 @@ class RealNVP(MultiScaleFlow):
                          [latent for _, latent in shapes], name=name)
 
 
+class FlowPlusPlus(MultiScaleFlow):
+    """Flow++ (Ho et al. 2019) on the squeeze/split scheme of Glow: a step is ActNorm, invertible 1x1 convolution
+    and the logistic-mixture CDF coupling with its gated-convolution and self-attention network
+    (:mod:`flow_models.flowpp`). Args as :class:`Glow`, plus ``n_components`` of the logistic mixtures;
+    ``coupling_scale`` is not used (the coupling's own scale is a tanh-bounded log)."""
+
+    def __init__(self, input_shape, L: int, K: int, n_filters: int, learntop: bool = True,
+                 coupling_scale: str = "sigmoid", n_components: int = 4, name: str = "flowpp"):
+        def step_layers(index, step, channels, prefix):
+            return flowpp_step(index, step, channels, prefix, n_filters, n_components)
+
+        shapes = level_shapes(input_shape, L)
+        super().__init__(input_shape, _multi_scale_levels(shapes, K, learntop, step_layers),
+                         [latent for _, latent in shapes], name=name)
+
+
 def _multi_scale_levels(shapes, K: int, learntop: bool, step_layers) -> list[list]:
     """The layers of every level: squeeze, K steps of ``step_layers(index, step, channels, prefix)``, then the
     split (every level but the last) or the learned top prior (``learntop``, last level)."""
@@ -235,7 +252,7 @@ def _multi_scale_levels(shapes, K: int, learntop: bool, step_layers) -> list[lis
 
 
 #: config keys that fix a flow's weights: a checkpoint only fits a model built with the same values
-ARCHITECTURE_KEYS = ("L", "K", "n_filters", "learntop", "coupling_scale", "height", "width")
+ARCHITECTURE_KEYS = ("flow", "L", "K", "n_filters", "learntop", "coupling_scale", "height", "width")
 
 
 def level_folder(sigma: float) -> str:
@@ -243,20 +260,21 @@ def level_folder(sigma: float) -> str:
     return f"sigma_{round(float(sigma), 2)}"
 
 
-def build_flow(config, input_shape, kind: str = "glow") -> MultiScaleFlow:
+def build_flow(config, input_shape, kind: Optional[str] = None) -> MultiScaleFlow:
     """The flow a :class:`core.config.Config` describes (fields L, K, n_filters, learntop, coupling_scale).
 
     Args:
         config: the run's config; L, K and n_filters must be set.
         input_shape: (h, w, c) of one example, e.g. (96, 64, 1) for mel spectrograms.
-        kind: 'glow' or 'realnvp'.
+        kind: 'glow', 'realnvp' or 'flowpp' (None: the config's ``flow``).
     Raises:
         UserError: a missing L / K / n_filters, an unknown kind, or an input size not divisible by 2**L.
     """
+    kind = kind or getattr(config, "flow", "glow")
     missing = [key for key in ("L", "K", "n_filters") if getattr(config, key) is None]
     if missing:
         raise UserError(f"a {kind} needs the config keys {', '.join(missing)}")
-    classes = {"glow": Glow, "realnvp": RealNVP}
+    classes = {"glow": Glow, "realnvp": RealNVP, "flowpp": FlowPlusPlus}
     if kind not in classes:
         raise UserError(f"unknown flow kind {kind!r}; expected one of {', '.join(classes)}")
     try:

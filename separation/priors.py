@@ -58,7 +58,7 @@ def load_glow_prior(path: str | os.PathLike, config: Config, input_shape: Sequen
         raise UserError(f"Glow restore path {path} is not a folder: give the --output folder of train_noisy_glow.py "
                         "(it holds sigma_<s>/tf_ckpts for every noise level)")
     check_trained_config(path, path, config, ARCHITECTURE_KEYS)  # train_noisy_glow.py's config.yml
-    flow = build_flow(config, tuple(input_shape), kind="glow")
+    flow = build_flow(config, tuple(input_shape))
     flow.log_prob(tf.zeros((1, *input_shape)))  # creates the variables
     folders = [path / level_folder(s) for s in sigmas]
     for folder in folders:

@@ -23,20 +23,10 @@ from core.errors import UserError  # noqa: E402
 from flow_models.bijectors import (ActNorm, AffineCoupling, ConditionalGaussianSplit, InvertibleConv1x1,  # noqa: E402
                                    LearnedGaussianPrior, MaskedAffineCoupling, Squeeze)
 from flow_models.glow import Glow, MultiScaleFlow, RealNVP, build_flow  # noqa: E402
+from conftest import brute_force_logdet, digits_bits_per_dim, perturb, random_input  # noqa: E402
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
-
-
-def perturb(module, seed: int, scale: float = 0.2):
-    """Move every trainable weight away from its (often identity) initial value."""
-    rng = np.random.default_rng(seed)
-    for variable in module.trainable_variables:
-        variable.assign_add(scale * rng.standard_normal(variable.shape).astype(np.float32))
-
-
-def random_input(shape, seed: int):
-    return tf.constant(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
 
 
 # (factory, channels of the input) for every layer
@@ -80,20 +70,6 @@ def test_layer_inverse_of_forward(name):
     np.testing.assert_allclose(x_tfp.numpy(), x.numpy(), atol=1e-4)
     np.testing.assert_allclose(layer.forward_log_det_jacobian(x, event_ndims=3).numpy(), logdet.numpy(),
                                rtol=1e-5, atol=1e-4)
-
-
-def brute_force_logdet(function, x):
-    """log|det J| (float64) of function: (1, h, w, c) -> any shape with h*w*c entries, by autodiff."""
-    x_flat = tf.reshape(x, [-1])
-    with tf.GradientTape() as tape:
-        tape.watch(x_flat)
-        y = function(tf.reshape(x_flat, x.shape))
-        y_flat = tf.reshape(y, [-1])
-    jacobian = tape.jacobian(y_flat, x_flat).numpy().astype(np.float64)
-    assert jacobian.shape == (x_flat.shape[0],) * 2
-    sign, logdet = np.linalg.slogdet(jacobian)
-    assert sign != 0
-    return logdet
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
@@ -288,37 +264,7 @@ def test_tiny_glow_learns_a_correlated_gaussian():
 def test_tiny_glow_learns_real_digit_images_better_than_a_gaussian_fit():
     """8x8 handwritten digits (shipped with scikit-learn, offline), dequantised to [-0.5, 0.5]: a tiny Glow
     trained a few hundred steps beats the untrained model and an independent Gaussian per pixel on test data."""
-    import scipy.stats
-    import tf_keras as keras
-    from sklearn.datasets import load_digits
-
-    from core.config import Config
-    from flow_models.glow import build_flow
-
-    rng = np.random.default_rng(0)
-    pixels = load_digits().images.astype(np.float32)[..., None]  # (1797, 8, 8, 1), values 0..16
-    data = ((pixels + rng.uniform(size=pixels.shape)) / 17.0 - 0.5).astype(np.float32)
-    train, test = data[:1500], data[1500:]
-
-    gaussian = scipy.stats.norm(train.mean(axis=0), train.std(axis=0))
-    gaussian_bpd = -gaussian.logpdf(test).reshape(len(test), -1).mean() / np.log(2)
-
-    flow = build_flow(Config(L=2, K=2, n_filters=16), (8, 8, 1), kind="glow")
-    flow.initialize(tf.constant(train[:256]))
-    test_bpd = lambda: float(tf.reduce_mean(flow.bits_per_dim(tf.constant(test))))  # noqa: E731
-    untrained = test_bpd()
-    optimizer = keras.optimizers.Adam(1e-3)
-
-    @tf.function
-    def step(batch):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(flow.bits_per_dim(batch))
-        optimizer.apply_gradients(zip(tape.gradient(loss, flow.trainable_variables), flow.trainable_variables))
-        return loss
-
-    for index in range(400):
-        step(tf.constant(train[rng.integers(0, len(train), 64)]))
-    trained = test_bpd()
+    untrained, gaussian_bpd, trained = digits_bits_per_dim("glow")
     print(f"digits test bits/dim: untrained {untrained:.3f}, Gaussian fit {gaussian_bpd:.3f}, trained {trained:.3f}")
     assert trained < untrained - 1.0, (untrained, trained)
     assert trained < gaussian_bpd - 0.1, (gaussian_bpd, trained)
