@@ -29,7 +29,9 @@ def main(argv=None, kind: Optional[str] = None, description: str = __doc__) -> i
     with run.strategy.scope():
         flow = build_flow(run.config, run.input_shape, kind=kind)
     run.logger.info("%s", flow.summary())
-    state = train_flow(run, flow, run.output, n_bins=256 if args.dataset[0] in ("mnist", "cifar10") else None,
+    from datasets.data_loader import is_image_dataset
+
+    state = train_flow(run, flow, run.output, n_bins=256 if is_image_dataset(args.dataset[0]) else None,
                        seed=args.seed)
     run.logger.info("done: %d epochs, best test bits/dim %.4f, best checkpoint %s", state.epochs_done,
                     state.best_test_loss, state.best_checkpoint)

@@ -70,6 +70,9 @@ class Config:
     K: Optional[int] = _field(None, "Glow: steps of flow per level")
     learntop: bool = _field(True, "Glow: learn the prior's mean and scale of the top latent")
     coupling_scale: str = _field("sigmoid", "Glow: scale function of the affine coupling", ("sigmoid", "tanh"))
+    dequantization: str = _field("uniform", "flows on 8-bit images: uniform noise in each pixel's bin, or Flow++'s "
+                                            "'variational' dequantizer q(u|x) trained with the flow on the bound",
+                                 ("uniform", "variational"))
     flow: str = _field("glow", "flow family of train_glow.py, train_noisy_glow.py and Glow priors in BASIS: glow, "
                                "realnvp or flowpp (Flow++: logistic-mixture couplings with self-attention)",
                        ("glow", "realnvp", "flowpp"))

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Optional
 
 from datasets.training_run import TrainingRun
+from core.errors import UserError
 from core.training import Trainer, TrainState, make_optimizer, tf
 
 
-def bits_per_dim_loss(flow, noise_sigma: float = 0.0, n_bins: Optional[int] = None, seed: int = 0):
+def bits_per_dim_loss(flow, noise_sigma: float = 0.0, n_bins: Optional[int] = None, seed: int = 0,
+                      dequantizer=None):
     """The per-example loss ``f(batch, training) -> (batch,)`` bits/dim of ``flow`` on (noisy) data.
 
     Args:
@@ -24,13 +26,20 @@ def bits_per_dim_loss(flow, noise_sigma: float = 0.0, n_bins: Optional[int] = No
         noise_sigma: standard deviation of Gaussian noise added to every batch (noise-conditioned Glow).
         n_bins: for 8-bit images dequantised to bins of width 1/n_bins: adds log2(n_bins) per dimension, so the
             figure is the discrete bits/dim of the papers (3.35 for Glow on CIFAR-10).
+        dequantizer: a :class:`flow_models.flowpp.VariationalDequantizer` (with ``n_bins``): the batches hold the
+            bins' centres, each is moved to its lower edge and dequantised by q, and the loss is minus the
+            variational bound in bits/dim (discrete already: the bound holds D log(1 / n_bins)).
     """
-    generator = tf.random.Generator.from_seed(seed) if noise_sigma > 0 else None
+    generator = tf.random.Generator.from_seed(seed) if noise_sigma > 0 or dequantizer is not None else None
 
     def per_example_loss(batch, training):
-        if generator is not None:
-            batch = batch + noise_sigma * generator.normal(tf.shape(batch))
         dims = tf.cast(tf.reduce_prod(tf.shape(batch)[1:]), tf.float32)
+        if dequantizer is not None:
+            lower = batch - 0.5 / n_bins
+            bound = dequantizer.log_likelihood_bound(flow.log_prob, lower, generator.make_seeds(1)[:, 0])
+            return -bound / (dims * math.log(2.0))
+        if noise_sigma > 0:
+            batch = batch + noise_sigma * generator.normal(tf.shape(batch))
         bpd = -flow.log_prob(batch) / (dims * math.log(2.0))
         return bpd + (math.log2(n_bins) if n_bins else 0.0)
 
@@ -80,9 +89,19 @@ def train_flow(run: TrainingRun, flow, output: Path, noise_sigma: float = 0.0, n
         initialize: run ActNorm's data-dependent initialisation on the first batch before training (skipped when
             the weights come from another checkpoint).
     """
+    dequantizer = None
+    if run.config.dequantization == "variational":
+        if not n_bins or noise_sigma > 0 or run.config.dequantization_noise > 0:
+            raise UserError("dequantization: variational dequantizes 8-bit images (mnist, cifar10, an .npz image "
+                            "set) and replaces dequantization_noise; use dequantization: uniform here")
+        from flow_models.flowpp import VariationalDequantizer
+
+        with run.strategy.scope():
+            dequantizer = VariationalDequantizer(run.input_shape[-1], run.config.n_filters, 1.0 / n_bins)
+        flow.dequantizer = dequantizer  # trained and checkpointed with the flow (a tf.Module attribute)
     with run.strategy.scope():
         optimizer = make_optimizer(run.config)
-    loss = bits_per_dim_loss(flow, noise_sigma, n_bins, seed)
+    loss = bits_per_dim_loss(flow, noise_sigma, n_bins, seed, dequantizer)
     trainer = Trainer(flow, loss, optimizer, output, strategy=run.strategy, global_batch_size=run.config.batch_size,
                       on_epoch_end=sample_writer(flow, run), spike_factor=run.config.spike_factor,
                       l2_reg=run.config.l2_reg, logger=run.logger, random_state=loss.random_state)
