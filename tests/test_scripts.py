@@ -149,7 +149,7 @@ def test_train_glow_then_noisy_glow_levels_chain_and_resume(dataset, tmp_path):
 @pytest.mark.slow
 def test_flowpp_trains_fine_tunes_per_noise_level_and_separates(dataset, tmp_path):
     """Flow++ through the flow scripts (``--flow flowpp``): train_glow.py, train_noisy_glow.py, then BASIS."""
-    tiny = ["--config", "configs/tiny_glow.yml", "--flow", "flowpp", "--L", "2", "--K", "1", "--n_filters", "4",
+    tiny = ["--config", "configs/tiny_flowpp.yml", "--flow", "flowpp", "--L", "2", "--K", "1", "--n_filters", "4",
             "--batch_size", "3", "--n_epochs", "1", "--sample_every", "1"]
     flow = tmp_path / "flowpp"
     first = run_script("train_glow.py", "--dataset", str(dataset), "--output", str(flow), *tiny, timeout=900)
