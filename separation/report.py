@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from core.errors import warn
+from core.rundir import atomic_output
 from separation.bss_eval import JSON_NAME, METRICS, Scores
 from separation.figures import SCORE_CAP_DB
 
@@ -35,9 +36,14 @@ MIXTURE_NAME = "mix.wav"
 def write_run_record(folder: str | os.PathLike, **settings) -> Path:
     """``run.json``: what the report shows under "Run" (song folder, sources, priors, sampler, seed, seconds, command)
     and where it finds the mixture and ground truth (``song_dir``); values must be JSON-serialisable."""
-    path = Path(folder) / RUN_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1, default=str) + "\n")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return _write_text(Path(folder) / RUN_NAME, json.dumps(settings, indent=1, default=str) + "\n")
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """``text`` into ``path`` under a temporary name, renamed once complete (:func:`core.rundir.atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -201,11 +207,7 @@ def write_report(folder: str | os.PathLike, sources: Optional[Sequence[str]] = N
     folder = Path(folder)
     context = collect(folder, sources)
     html = _environment().get_template("report.html.j2").render(**context)
-    path = folder / REPORT_NAME
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return _write_text(folder / REPORT_NAME, html)
 
 
 def write_index(output: str | os.PathLike, song_folders: Sequence[str | os.PathLike], title: str = "",
@@ -224,11 +226,7 @@ def write_index(output: str | os.PathLike, song_folders: Sequence[str | os.PathL
         title=title or output.resolve().name, songs=songs, metrics=METRICS, cap=SCORE_CAP_DB,
         figures=[f for f in figures if (output / f).is_file()], tables=[t for t in tables if (output / t).is_file()],
         aggregate=_read_csv(output, tables))
-    path = output / INDEX_NAME
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return _write_text(output / INDEX_NAME, html)
 
 
 def _read_csv(output: Path, tables: Sequence[str]) -> list[list[str]]:
