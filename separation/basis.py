@@ -518,6 +518,7 @@ def separate_in_batches(basis: Basis, mixture: np.ndarray, seed: int, batch_size
     batch_size = max(1, min(int(batch_size), n))
     n_batches = -(-n // batch_size)
     padded = np.concatenate([mixture, mixture[np.arange(n_batches * batch_size - n) % n]])
+    mixtures = [padded[b * batch_size:(b + 1) * batch_size] for b in range(n_batches)]  # views, one per batch
     seed = as_seed(seed)
     batch_seeds = [tf.random.experimental.stateless_fold_in(seed, b) for b in range(n_batches)]
     rows_per_batch = basis.n_chains * batch_size
@@ -531,8 +532,7 @@ def separate_in_batches(basis: Basis, mixture: np.ndarray, seed: int, batch_size
         if progress is not None:
             progress.update(done * n_batches * basis.n_steps_each)
     else:
-        starts = [basis.start(padded[b * batch_size:(b + 1) * batch_size],
-                              tf.random.experimental.stateless_fold_in(s, -1), init, low)
+        starts = [basis.start(mixtures[b], tf.random.experimental.stateless_fold_in(s, -1), init, low)
                   for b, s in enumerate(batch_seeds)]
         sources, history, done = np.concatenate([x.numpy() for x in starts], axis=1), [], 0
 
@@ -547,8 +547,7 @@ def separate_in_batches(basis: Basis, mixture: np.ndarray, seed: int, batch_size
             for first in range(0, basis.n_steps_each, chunk_steps):
                 count = min(chunk_steps, basis.n_steps_each - first)
                 try:
-                    x = basis.run_level(x, padded[b * batch_size:(b + 1) * batch_size], level, batch_seeds[b],
-                                        first, count)
+                    x = basis.run_level(x, mixtures[b], level, batch_seeds[b], first, count)
                 except SamplingDiverged as err:
                     kept = (f"; the estimates after level {basis.levels[i - 1] + 1} are kept in {state_path}"
                             if state_path is not None and i > 0 else "")
@@ -562,8 +561,7 @@ def separate_in_batches(basis: Basis, mixture: np.ndarray, seed: int, batch_size
         if state_path is not None:
             _save_state(state_path, fingerprint=np.array(fingerprint), sources=sources,
                         history=np.stack(history), levels_done=np.array(i + 1))
-    estimates = np.concatenate([basis.finish(sources[:, batch_rows(b)],
-                                             padded[b * batch_size:(b + 1) * batch_size]).numpy()
+    estimates = np.concatenate([basis.finish(sources[:, batch_rows(b)], mixtures[b]).numpy()
                                 for b in range(n_batches)], axis=1)
     return estimates[:, :n], np.stack(history)
 
