@@ -24,20 +24,25 @@ BISECTION_STEPS = 60
 
 
 def mixture_log_cdf_terms(x, logits, means, log_scales):
-    """log pdf, log cdf and log(1 - cdf) of a mixture of logistics at x, element-wise.
+    """log pdf, log cdf and log(1 - cdf) of a mixture of logistics at x, element-wise, computed in float64.
+
+    A component far from x contributes log-sigmoid terms of size |x - mean| / scale (up to ~1e4 with the smallest
+    scale), whose float32 rounding alone would move logit(F) by ~1e-4 and its inverse by more where F is flat.
 
     Args:
         x: (...) values; logits, means, log_scales: (..., K) the mixture's weights (unnormalised, log), means and
             log-scales per element.
     Returns:
-        three (...) tensors.
+        three (...) tensors of the dtype of x.
     """
+    dtype = x.dtype
+    x, logits, means, log_scales = (tf.cast(t, tf.float64) for t in (x, logits, means, log_scales))
     log_weights = tf.nn.log_softmax(logits, axis=-1)
     centred = (x[..., None] - means) * tf.exp(-log_scales)
     log_pdf = tf.reduce_logsumexp(log_weights - centred - log_scales - 2.0 * tf.nn.softplus(-centred), axis=-1)
     log_cdf = tf.reduce_logsumexp(log_weights + tf.math.log_sigmoid(centred), axis=-1)
     log_sf = tf.reduce_logsumexp(log_weights + tf.math.log_sigmoid(-centred), axis=-1)
-    return log_pdf, log_cdf, log_sf
+    return tf.cast(log_pdf, dtype), tf.cast(log_cdf, dtype), tf.cast(log_sf, dtype)
 
 
 def mixture_logit_cdf(x, logits, means, log_scales):
@@ -52,6 +57,8 @@ def invert_mixture_logit_cdf(target, logits, means, log_scales, steps: int = BIS
     The bracket of an element is mean +- (max |mean| + max scale (|target| + 50)): in the tails logit(F(x)) grows
     like (x - mean) / scale of the widest component, so the root lies inside it.
     """
+    dtype = target.dtype
+    target, logits, means, log_scales = (tf.cast(t, tf.float64) for t in (target, logits, means, log_scales))
     scale = tf.reduce_max(tf.exp(log_scales), axis=-1)
     centre = tf.reduce_max(tf.abs(means), axis=-1)
     half_width = centre + scale * (tf.abs(target) + 50.0)
@@ -63,7 +70,7 @@ def invert_mixture_logit_cdf(target, logits, means, log_scales, steps: int = BIS
         return _ + 1, tf.where(below, middle, low), tf.where(below, high, middle)
 
     _, low, high = tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), low, high))
-    return 0.5 * (low + high)
+    return tf.cast(0.5 * (low + high), dtype)
 
 
 class ConditioningNetwork(keras.Model):
