@@ -4,8 +4,9 @@ training steps per second, side by side in one run.
 The digits are scikit-learn's (offline), dequantised to [-0.5, 0.5] as in tests/test_flows.py; both flows are
 built by ``build_flow`` with the same L, K and n_filters, initialised on the same batch, trained with Adam 1e-3 on
 the same batches (batch 64), in chunks of ``--chunk`` steps that alternate between the two so that machine load
-hits both alike; ``--glow_filters N`` adds a Glow of N filters (e.g. one of about Flow++'s parameter count). Reported: test bits/dim before and after, the per-pixel Gaussian fit, and steps/s of the compiled
-train step (the first chunk, which traces, left out).
+hits both alike; ``--glow_filters N`` adds a Glow of N filters (e.g. one of about Flow++'s parameter count).
+Reported: test bits/dim before and after, the per-pixel Gaussian fit, and steps/s of the compiled train step (the
+first chunk, which traces, left out).
 
     .venv/bin/python benchmarks/bench_flowpp.py [--steps 400] [--chunk 50] [--L 2] [--K 2] [--n_filters 16] \
         [--glow_filters 56]

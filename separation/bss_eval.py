@@ -13,14 +13,17 @@ How it is computed (same mathematics as museval, organised to be fast; float64 t
   least-squares projections of each estimate on the delayed references of the whole track. The correlations they
   need are computed once, for all signal pairs, by block FFTs; the block-Toeplitz normal equations are solved once
   for all estimates with a Cholesky factorisation (museval solves them once per estimate with LU).
+  Where the windows tile the signal (hop = window, as in ``evaluate``), those correlations come from the windows'
+  own spectra, which the scores need anyway, plus one small FFT per window boundary for the products across it.
 * each window is then projected: the window's references are convolved with the filters in the frequency domain,
-  all windows of a chunk and all sources at once, and the energies of the error terms are taken with Parseval's
-  identity. Windows too long for that within a fixed memory budget (a whole track) are filtered block by block
-  (overlap-add) and their energies summed in the time domain.
+  all windows of a chunk and all sources at once (the chunks on two threads), and the energies of the error terms
+  are taken with Parseval's identity. Windows too long for that within a fixed memory budget (a whole track) are
+  filtered block by block (overlap-add) and their energies summed in the time domain.
 * a window where a reference or an estimate is silent (its channel sum is zero on every sample of the window) is
   NaN for every source; the permutation (``compute_permutation=True``) is chosen once for the whole track from the
   mean SIR, exactly as museval does (a single NaN window makes that mean NaN, and museval then keeps the identity).
-* BLAS runs on one thread during the call (see :func:`_single_threaded_blas`); the FFTs use every core.
+* BLAS runs on one thread during the call (see :func:`_single_threaded_blas`); the FFTs use every core, and the
+  window chunks and the normal equations run on threads of their own.
 
 Where it differs from museval:
 
@@ -35,6 +38,7 @@ Where it differs from museval:
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
@@ -122,8 +126,9 @@ def _cross_correlations(blocked: np.ndarray, extended: Sequence[np.ndarray], n_l
     """Linear cross-correlations of every row of ``blocked`` with every row of ``extended`` at small lags.
 
     ``result[a, b, n_lags - 1 + k] = sum_m x_a[m] * y_b[m + k]`` for ``|k| < n_lags`` (samples outside the
-    signals count as zeros), with ``x_a`` the channels of ``blocked`` and ``y_b`` those of ``extended``. The sum over ``m`` is cut into blocks; each block's cross-spectrum is
-    accumulated in the frequency domain (a batched matrix product over frequencies) and a single inverse FFT per
+    signals count as zeros), with ``x_a`` the channels of ``blocked`` and ``y_b`` those of ``extended``. The sum over
+    ``m`` is cut into blocks; each block's cross-spectrum is accumulated in the frequency domain (a batched matrix
+    product over frequencies) and a single inverse FFT per
     pair gives the lags, so the cost grows like ``n_samples * n_a * n_b`` rather than with one long FFT per pair,
     and only a group of blocks is held in memory at a time.
 
@@ -168,6 +173,88 @@ def _cross_correlations(blocked: np.ndarray, extended: Sequence[np.ndarray], n_l
         del frames_a, frames_b
         spectrum += np.matmul(np.conj(spec_a).transpose(2, 0, 1), spec_b.transpose(2, 1, 0))
     correlation = scipy.fft.irfft(spectrum, n=n_fft, axis=0, workers=_WORKERS)[:2 * pad + 1]
+    return np.ascontiguousarray(correlation.transpose(1, 2, 0))
+
+
+def _window_spectra(references: np.ndarray, estimates: np.ndarray, bounds: Sequence[tuple[int, int]],
+                    n_fft: int, workers: int = _WORKERS) -> np.ndarray:
+    """Half spectra of the windows of the references and the estimates, each zero-padded to ``n_fft``.
+
+    Returns:
+        (n_windows, 2, n_ref, F) complex128, F = n_fft // 2 + 1: [:, 0] the references' channels, [:, 1] the
+        estimates', source-major.
+    """
+    n_ref = references.shape[0] * references.shape[2]
+    frames = np.zeros((len(bounds), 2, n_ref, n_fft))  # zero-padded here: rfft(..., n=n_fft) would copy again
+    for t, (start, stop) in enumerate(bounds):
+        _channel_rows(frames[t, 0], references, start, stop)
+        _channel_rows(frames[t, 1], estimates, start, stop)
+    return scipy.fft.rfft(frames, axis=-1, workers=workers)
+
+
+def _tiled_spectra(references: np.ndarray, estimates: np.ndarray, bounds: Sequence[tuple[int, int]],
+                   filters_len: int) -> Optional[tuple[np.ndarray, list[tuple[int, int]], int]]:
+    """The spectra of the windows and of the rest of the signal, when the windows tile it: shared by the
+    correlations of the distortion filters (:func:`_tiled_correlations`) and the window scores.
+
+    Applies when the windows follow each other without gap or overlap from sample 0 (hop = window, museval's
+    ``evaluate``), are at least ``filters_len - 1`` samples long, and the spectra of all of them fit in the memory
+    budget; the samples after the last window, if any, are one more block.
+
+    Returns:
+        ``(spectra, blocks, n_fft)``: (n_blocks, 2, n_ref, F) as :func:`_window_spectra` at the window scores' FFT
+        length n_fft (the first ``len(bounds)`` blocks are the windows), and the blocks' (start, stop); or None.
+    """
+    n_samples, n_ref = references.shape[1], references.shape[0] * references.shape[2]
+    blocks = list(bounds)
+    if blocks[0][0] != 0 or any(stop != start for (_, stop), (start, _) in zip(blocks, blocks[1:])):
+        return None
+    if min(stop - start for start, stop in blocks) < filters_len - 1 or len(blocks) < 2:
+        return None
+    if blocks[-1][1] < n_samples:
+        blocks.append((blocks[-1][1], n_samples))
+    n_fft = scipy.fft.next_fast_len(max(stop - start for start, stop in bounds) + filters_len - 1, real=True)
+    if 16 * len(blocks) * 2 * n_ref * (n_fft // 2 + 1) > _CHUNK_BYTES:
+        return None
+    return _window_spectra(references, estimates, blocks, n_fft), blocks, n_fft
+
+
+def _tiled_correlations(references: np.ndarray, estimates: np.ndarray, spectra: np.ndarray,
+                        blocks: Sequence[tuple[int, int]], n_fft: int, n_lags: int) -> np.ndarray:
+    """:func:`_cross_correlations` of the references with the references and the estimates, from the spectra of
+    blocks that tile the signals (:func:`_tiled_spectra`).
+
+    A correlation at lag |k| < n_lags sums products of samples in the same block, whose circular correlation at
+    the blocks' FFT length has no wrap-around there (n_fft >= block + n_lags - 1), and of samples on either side of
+    a boundary between two blocks (every block but the last is at least n_lags - 1 long, so no lag skips one): the
+    last n_lags - 1 samples before it with the first n_lags - 1 after it, one small FFT per boundary.
+
+    Args:
+        spectra: (n_blocks, 2, n_ref, F) of the blocks at FFT length n_fft, with F = n_fft // 2 + 1.
+    Returns:
+        (n_ref, 2 * n_ref, 2 * n_lags - 1) float64, as :func:`_cross_correlations`.
+    """
+    n_blocks, _, n_ref, n_freqs = spectra.shape
+    pad = n_lags - 1
+    signals = spectra.reshape(n_blocks, 2 * n_ref, n_freqs)
+    cross = np.matmul(np.conj(spectra[:, 0]).transpose(2, 1, 0), signals.transpose(2, 0, 1))  # (F, n_ref, 2 n_ref)
+    correlation = scipy.fft.irfft(cross, n=n_fft, axis=0, workers=_WORKERS)
+    correlation = np.concatenate([correlation[n_fft - pad:], correlation[:pad + 1]])  # lags -pad .. pad
+
+    boundaries = [stop for _, stop in blocks[:-1]]
+    seam_fft = scipy.fft.next_fast_len(3 * pad, real=True)
+    seams = np.zeros((2, len(boundaries), 2, n_ref, seam_fft))  # [before | after the boundary], then zeros
+    for i, boundary in enumerate(boundaries):
+        for kind, signal in enumerate((references, estimates)):
+            _channel_rows(seams[0, i, kind], signal, boundary - pad, boundary)
+            after = min(boundary + pad, signal.shape[1])
+            _channel_rows(seams[1, i, kind, :, pad:], signal, boundary, after)
+    seam_spectra = scipy.fft.rfft(seams, axis=-1, workers=_WORKERS).reshape(2, len(boundaries), 2 * n_ref, -1)
+    before, after = seam_spectra[0].transpose(2, 0, 1), seam_spectra[1].transpose(2, 0, 1)  # (F', seams, rows)
+    seam_cross = (np.matmul(np.conj(before[:, :, :n_ref]).transpose(0, 2, 1), after)
+                  + np.matmul(np.conj(after[:, :, :n_ref]).transpose(0, 2, 1), before))
+    seam_correlation = scipy.fft.irfft(seam_cross, n=seam_fft, axis=0, workers=_WORKERS)
+    correlation += np.concatenate([seam_correlation[seam_fft - pad:], seam_correlation[:pad + 1]])
     return np.ascontiguousarray(correlation.transpose(1, 2, 0))
 
 
@@ -219,7 +306,8 @@ def _solve_filters(correlations_rr: np.ndarray, rhs: np.ndarray, filters_len: in
 
 
 def _distortion_filters(references: np.ndarray, estimates: np.ndarray, filters_len: int,
-                        pairs: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+                        pairs: Sequence[tuple[int, int]], correlations: Optional[np.ndarray] = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """The distortion filters of BSS Eval, estimated on the given signals.
 
     Args:
@@ -227,6 +315,8 @@ def _distortion_filters(references: np.ndarray, estimates: np.ndarray, filters_l
         estimates: (n_sources, n_samples, n_channels) float64.
         filters_len: filter length in samples (taps).
         pairs: the (true source, estimate) pairs that need a single-source filter.
+        correlations: the references' correlations with the references and the estimates, if computed already
+            (:func:`_tiled_correlations`); by default :func:`_cross_correlations`.
     Returns:
         ``filters_all``: (n_estimates, n_sources, n_channels_in, filters_len, n_channels_out): estimate ``e`` as
         filtered references of all sources (museval's ``C[e]``);
@@ -235,25 +325,31 @@ def _distortion_filters(references: np.ndarray, estimates: np.ndarray, filters_l
     """
     n_sources, _, n_channels = references.shape
     n_ref = n_sources * n_channels
-    correlations = _cross_correlations(references, [references, estimates], filters_len)
+    if correlations is None:
+        correlations = _cross_correlations(references, [references, estimates], filters_len)
     corr_rr = correlations[:, :n_ref]  # (n_ref, n_ref, 2L - 1)
     # rhs[(a, p), (e, c)] = <reference a delayed by p, estimate e channel c> = correlation at lag +p
     corr_re = correlations[:, n_ref:, filters_len - 1:]  # (n_ref, n_est_signals, L)
     rhs = np.ascontiguousarray(corr_re.transpose(0, 2, 1).reshape(n_ref * filters_len, n_ref))
 
-    solution = _solve_filters(corr_rr, rhs, filters_len)
+    # the all-sources system and one per source, solved side by side (LAPACK releases the GIL; BLAS is on one
+    # thread, see _single_threaded_blas)
+    with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
+        solution = pool.submit(_solve_filters, corr_rr, rhs, filters_len)
+        singles = {}
+        for source in sorted({j for j, _ in pairs}):
+            rows = slice(source * n_channels, (source + 1) * n_channels)
+            wanted = [(p, e) for p, (j, e) in enumerate(pairs) if j == source]
+            columns = np.concatenate([np.arange(e * n_channels, (e + 1) * n_channels) for _, e in wanted])
+            rhs_j = rhs.reshape(n_sources, n_channels * filters_len, n_ref)[source][:, columns]
+            singles[source] = wanted, pool.submit(_solve_filters, corr_rr[rows, rows], rhs_j, filters_len)
+        solution = solution.result()
+        filters_pair = np.empty((len(pairs), n_channels, filters_len, n_channels))
+        for wanted, solved in singles.values():
+            solution_j = solved.result().reshape(n_channels, filters_len, len(wanted), n_channels)
+            for k, (p, _) in enumerate(wanted):
+                filters_pair[p] = solution_j[:, :, k]
     filters_all = solution.reshape(n_sources, n_channels, filters_len, n_sources, n_channels).transpose(3, 0, 1, 2, 4)
-
-    filters_pair = np.empty((len(pairs), n_channels, filters_len, n_channels))
-    for source in sorted({j for j, _ in pairs}):
-        rows = slice(source * n_channels, (source + 1) * n_channels)
-        wanted = [(p, e) for p, (j, e) in enumerate(pairs) if j == source]
-        columns = np.concatenate([np.arange(e * n_channels, (e + 1) * n_channels) for _, e in wanted])
-        rhs_j = rhs.reshape(n_sources, n_channels * filters_len, n_ref)[source][:, columns]
-        solution_j = _solve_filters(corr_rr[rows, rows], rhs_j, filters_len)
-        solution_j = solution_j.reshape(n_channels, filters_len, len(wanted), n_channels)
-        for k, (p, _) in enumerate(wanted):
-            filters_pair[p] = solution_j[:, :, k]
     return np.ascontiguousarray(filters_all), filters_pair
 
 
@@ -382,9 +478,12 @@ def _spectral_bytes(layout: _Pairs, n_fft: int) -> int:
 
 def _short_window_scores(references: np.ndarray, estimates: np.ndarray, bounds: Sequence[tuple[int, int]],
                          filters_all: np.ndarray, filters_pair: np.ndarray, layout: _Pairs,
-                         bsseval_sources_version: bool) -> np.ndarray:
+                         bsseval_sources_version: bool, spectra: Optional[np.ndarray] = None) -> np.ndarray:
     """:func:`_window_scores` for windows up to a moderate length: one FFT per window and signal, the filtering
     as a product of small matrices per frequency, energies by Parseval's identity; windows go in chunks.
+
+    ``spectra`` (n_windows, 2, n_ref, F), if given, are the windows' spectra (references, then estimates) at this
+    function's FFT length, computed already (:func:`_tiled_spectra`).
 
     Returns:
         (4, n_pairs, n_windows) float64 in dB.
@@ -405,20 +504,23 @@ def _short_window_scores(references: np.ndarray, estimates: np.ndarray, bounds: 
     est_sources = np.array([e for _, e in layout.pairs])
 
     per_window = 16 * n_freqs * (4 * n_ref + 8 * layout.n_out) + 8 * n_fft * 2 * n_ref
-    chunk = max(1, (_CHUNK_BYTES - mixing.nbytes) // per_window)
+    # chunks of windows, scored on _WORKERS threads at once (numpy and the FFTs release the GIL), each within its
+    # share of the memory budget
+    chunk = max(1, min((_CHUNK_BYTES - mixing.nbytes) // _WORKERS // per_window, -(-len(bounds) // _WORKERS)))
+    firsts = range(0, len(bounds), chunk)
     scores = np.empty((4, n_pairs, len(bounds)))
-    for first in range(0, len(bounds), chunk):
+
+    def score_chunk(first: int) -> None:
         chunk_bounds = bounds[first:first + chunk]
         n_win = len(chunk_bounds)
-        frames = np.zeros((n_win, 2, n_ref, n_fft))  # zero-padded here: rfft(..., n=n_fft) would copy again
-        for t, (start, stop) in enumerate(chunk_bounds):
-            _channel_rows(frames[t, 0], references, start, stop)
-            _channel_rows(frames[t, 1], estimates, start, stop)
-        spectra = scipy.fft.rfft(frames, axis=-1, workers=_WORKERS)  # (T, 2, n_ref, F)
-        del frames
-        spectra = np.ascontiguousarray(spectra.transpose(1, 3, 0, 2))  # (2, F, T, n_ref): frequency first
-        true_image, estimate = spectra[0][:, :, true_columns], spectra[1][:, :, est_columns]  # S, E: (F, T, n_out)
-        filtered = np.matmul(spectra[0], mixing)  # (F, T, n_ref + n_out)
+        if spectra is None:
+            chunk_spectra = _window_spectra(references, estimates, chunk_bounds, n_fft,
+                                            workers=1 if len(firsts) > 1 else _WORKERS)
+        else:
+            chunk_spectra = spectra[first:first + chunk]
+        chunk_spectra = np.ascontiguousarray(chunk_spectra.transpose(1, 3, 0, 2))  # (2, F, T, n_ref)
+        true_image, estimate = chunk_spectra[0][:, :, true_columns], chunk_spectra[1][:, :, est_columns]  # S, E
+        filtered = np.matmul(chunk_spectra[0], mixing)  # (F, T, n_ref + n_out)
         projection_all, projection_pair = filtered[:, :, est_columns], filtered[:, :, n_ref:]  # Pa, Pj
         errors = np.empty((4, n_freqs, n_win, layout.n_out), dtype=np.complex128)
         np.subtract(estimate, projection_pair if bsseval_sources_version else true_image, out=errors[0])
@@ -427,12 +529,18 @@ def _short_window_scores(references: np.ndarray, estimates: np.ndarray, bounds: 
         np.subtract(estimate, projection_all, out=errors[3])  # e_artif
         del true_image, estimate, projection_all, projection_pair
         err_true, err_spat, err_interf, err_artif = _spectral_energies(errors, weights, n_channels)  # (T, P)
-        energy_ref = _spectral_energies(spectra[0], weights, n_channels)  # (T, n_sources)
+        energy_ref = _spectral_energies(chunk_spectra[0], weights, n_channels)  # (T, n_sources)
         energy_filtered = _spectral_energies(filtered, weights, n_channels)  # (T, n_sources + n_pairs)
-        del spectra, filtered, errors
+        del chunk_spectra, filtered, errors
         energies = np.stack([energy_ref[:, true_sources], err_true, err_spat, energy_filtered[:, layout.n_sources:],
                              err_interf, energy_filtered[:, est_sources], err_artif])
         scores[:, :, first:first + n_win] = _criteria(energies, bsseval_sources_version).transpose(0, 2, 1)
+
+    if len(firsts) == 1:
+        score_chunk(0)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
+            list(pool.map(score_chunk, firsts))  # list(): re-raises a chunk's exception here
     return scores
 
 
@@ -538,13 +646,55 @@ def _check_not_silent(nonzero: np.ndarray, name: str) -> None:
                                 f"signal; BSS Eval needs every source to be non-silent")
 
 
+@contextlib.contextmanager
+def _wheel_openblas_on_one_thread(libraries: Sequence[tuple[object, str]]):
+    """Set the OpenBLAS builds of ``libraries`` ((ctypes library, symbol suffix)) to one thread, then restore."""
+    setters = [(getattr(lib, f"scipy_openblas_get_num_threads{suffix}"),
+                getattr(lib, f"scipy_openblas_set_num_threads{suffix}")) for lib, suffix in libraries]
+    before = [get() for get, _ in setters]
+    for _, set_threads in setters:
+        set_threads(1)
+    try:
+        yield
+    finally:
+        for (_, set_threads), threads in zip(setters, before):
+            set_threads(threads)
+
+
+def _wheel_openblas_libraries() -> Optional[list[tuple[object, str]]]:
+    """The OpenBLAS builds inside the numpy and scipy wheels (``scipy-openblas``), as ctypes libraries with the
+    suffix of their symbols (``64_`` for numpy's 64-bit-integer build), or None where numpy or scipy use another
+    BLAS (a conda build, a system library)."""
+    import ctypes
+    import glob
+
+    found = []
+    for module in (np, scipy):
+        folder = Path(module.__file__).resolve().parents[1] / f"{module.__name__}.libs"
+        paths = glob.glob(str(folder / "libscipy_openblas*.so*"))
+        if len(paths) != 1:
+            return None
+        library = ctypes.CDLL(paths[0])  # already loaded: the same handle
+        suffix = next((s for s in ("64_", "") if hasattr(library, f"scipy_openblas_set_num_threads{s}")), None)
+        if suffix is None or not hasattr(library, f"scipy_openblas_get_num_threads{suffix}"):
+            return None
+        found.append((library, suffix))
+    return found
+
+
 def _single_threaded_blas():
-    """Context in which BLAS runs on one thread (threadpoolctl, when installed).
+    """Context in which BLAS runs on one thread.
 
     numpy and scipy each bring their own OpenBLAS, whose threads busy-wait between calls; on a machine with few
     cores and other work running, alternating between the two (batched products in numpy, Cholesky in scipy) made
-    the evaluation many times slower than on one thread. The FFTs keep using every core (``scipy.fft`` workers).
+    the evaluation many times slower than on one thread. The FFTs keep using every core (``scipy.fft`` workers),
+    and the window chunks and linear systems run on threads of their own. The OpenBLAS builds of the numpy and
+    scipy wheels are set directly (threadpoolctl's scan of every loaded library costs ~15 ms per process, 8 % of a
+    30 s evaluation); any other BLAS through threadpoolctl.
     """
+    libraries = _wheel_openblas_libraries()
+    if libraries is not None:
+        return _wheel_openblas_on_one_thread(libraries)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (librosa's dependency)
@@ -563,9 +713,19 @@ def _score_windows(references: np.ndarray, estimates: np.ndarray, bounds: Sequen
     if not active:
         return
     if not framewise_filters:
-        filters = _distortion_filters(references, estimates, filters_len, pairs)
-        pair_scores[:, :, active] = _window_scores(references, estimates, [bounds[t] for t in active], *filters,
-                                                   pairs, bsseval_sources_version)
+        tiled = _tiled_spectra(references, estimates, bounds, filters_len)
+        layout = _Pairs(tuple(pairs), references.shape[0], references.shape[2])
+        if tiled is None or _spectral_bytes(layout, tiled[2]) > _CHUNK_BYTES:
+            filters = _distortion_filters(references, estimates, filters_len, pairs)
+            pair_scores[:, :, active] = _window_scores(references, estimates, [bounds[t] for t in active],
+                                                       *filters, pairs, bsseval_sources_version)
+            return
+        spectra, blocks, n_fft = tiled
+        correlations = _tiled_correlations(references, estimates, spectra, blocks, n_fft, filters_len)
+        filters = _distortion_filters(references, estimates, filters_len, pairs, correlations)
+        pair_scores[:, :, active] = _short_window_scores(references, estimates, [bounds[t] for t in active],
+                                                         *filters, layout, bsseval_sources_version,
+                                                         spectra=spectra[active])
         return
     for t in active:
         start, stop = bounds[t]

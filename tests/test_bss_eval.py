@@ -112,6 +112,26 @@ def test_white_noise_estimate_gives_the_snr_as_sdr(rng):
     assert np.all(sir > 25) and np.all(isr > 25)
 
 
+@pytest.mark.parametrize("seconds", [6.3, 6.01, 6.0])  # a rest longer than the filters, shorter, none
+def test_tiled_correlations_equal_the_direct_ones_and_a_brute_force_sum(rng, seconds):
+    """Windows that tile the signal (hop = window) share their spectra with the filters' correlations."""
+    rate, filters_len = 4000, 512
+    n_samples = int(seconds * rate)
+    references, estimates = (_stationary_sources(rng, 2, n_samples, 2) for _ in range(2))
+    bounds = bss.frame_bounds(rate, rate, references.shape[1])
+    spectra, blocks, n_fft = bss._tiled_spectra(references, estimates, bounds, filters_len)
+    assert blocks[:len(bounds)] == bounds and blocks[-1][1] == references.shape[1]
+    tiled = bss._tiled_correlations(references, estimates, spectra, blocks, n_fft, filters_len)
+    direct = bss._cross_correlations(references, [references, estimates], filters_len)
+    np.testing.assert_allclose(tiled, direct, rtol=0, atol=1e-10 * np.abs(direct).max())
+    x, y = references[1, :, 0], estimates[0, :, 1]  # row 2 of the references, column 2 + 1 of the signals
+    for lag in (-filters_len + 1, -1, 0, 7, filters_len - 1):
+        brute = np.dot(x[max(0, -lag):len(x) - max(0, lag)], y[max(0, lag):len(y) - max(0, -lag)])
+        assert tiled[2, 5, filters_len - 1 + lag] == pytest.approx(brute, rel=1e-10)
+    assert bss._tiled_spectra(references, estimates, bss.frame_bounds(rate, rate // 2, references.shape[1]),
+                              filters_len) is None  # overlapping windows: the direct correlations
+
+
 def test_frame_bounds_follow_museval():
     assert bss.frame_bounds(3, 2, 10) == [(0, 3), (2, 5), (4, 7), (6, 9)]  # floor((10 - 3 + 2) / 2) = 4
     assert bss.frame_bounds(4, 4, 10) == [(0, 4), (4, 8)]  # the last incomplete window is dropped

@@ -239,7 +239,9 @@ def test_score_network_keeps_the_input_shape(shape):
     assert np.abs(out.numpy() - other.numpy()).max() > 1e-6
     # per example: the first example's output depends on its own label only
     alone = model([x[:1], labels[:1]], training=False)
-    np.testing.assert_allclose(alone.numpy(), out.numpy()[:1], rtol=1e-4, atol=1e-5)
+    # (to float32 noise: oneDNN picks its convolution algorithm by batch size, up to ~4e-5 apart on outputs of
+    # order 1; another example's label leaking in would move them by ~1e-2)
+    np.testing.assert_allclose(alone.numpy(), out.numpy()[:1], rtol=1e-4, atol=2e-4)
 
 
 def test_dsm_loss_reaches_every_weight_of_the_network():
