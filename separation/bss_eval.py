@@ -41,6 +41,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -176,6 +177,11 @@ def _cross_correlations(blocked: np.ndarray, extended: Sequence[np.ndarray], n_l
     return np.ascontiguousarray(correlation.transpose(1, 2, 0))
 
 
+def _window_fft_len(bounds: Sequence[tuple[int, int]], filters_len: int) -> int:
+    """The FFT length at which the windows ``bounds``, filtered by ``filters_len`` taps, do not wrap around."""
+    return scipy.fft.next_fast_len(max(stop - start for start, stop in bounds) + filters_len - 1, real=True)
+
+
 def _window_spectra(references: np.ndarray, estimates: np.ndarray, bounds: Sequence[tuple[int, int]],
                     n_fft: int, workers: int = _WORKERS) -> np.ndarray:
     """Half spectra of the windows of the references and the estimates, each zero-padded to ``n_fft``.
@@ -193,13 +199,14 @@ def _window_spectra(references: np.ndarray, estimates: np.ndarray, bounds: Seque
 
 
 def _tiled_spectra(references: np.ndarray, estimates: np.ndarray, bounds: Sequence[tuple[int, int]],
-                   filters_len: int) -> Optional[tuple[np.ndarray, list[tuple[int, int]], int]]:
+                   filters_len: int, layout: "_Pairs") -> Optional[tuple[np.ndarray, list[tuple[int, int]], int]]:
     """The spectra of the windows and of the rest of the signal, when the windows tile it: shared by the
     correlations of the distortion filters (:func:`_tiled_correlations`) and the window scores.
 
     Applies when the windows follow each other without gap or overlap from sample 0 (hop = window, museval's
-    ``evaluate``), are at least ``filters_len - 1`` samples long, and the spectra of all of them fit in the memory
-    budget; the samples after the last window, if any, are one more block.
+    ``evaluate``), are at least ``filters_len - 1`` samples long, are scored in the frequency domain
+    (:func:`_short_window_scores`, within the memory budget for ``layout``), and the spectra of all of them fit in
+    the budget too; the samples after the last window, if any, are one more block. Checked before any FFT.
 
     Returns:
         ``(spectra, blocks, n_fft)``: (n_blocks, 2, n_ref, F) as :func:`_window_spectra` at the window scores' FFT
@@ -213,8 +220,9 @@ def _tiled_spectra(references: np.ndarray, estimates: np.ndarray, bounds: Sequen
         return None
     if blocks[-1][1] < n_samples:
         blocks.append((blocks[-1][1], n_samples))
-    n_fft = scipy.fft.next_fast_len(max(stop - start for start, stop in bounds) + filters_len - 1, real=True)
-    if 16 * len(blocks) * 2 * n_ref * (n_fft // 2 + 1) > _CHUNK_BYTES:
+    n_fft = _window_fft_len(bounds, filters_len)
+    if (_spectral_bytes(layout, n_fft) > _CHUNK_BYTES
+            or 16 * len(blocks) * 2 * n_ref * (n_fft // 2 + 1) > _CHUNK_BYTES):
         return None
     return _window_spectra(references, estimates, blocks, n_fft), blocks, n_fft
 
@@ -461,8 +469,7 @@ def _window_scores(references: np.ndarray, estimates: np.ndarray, bounds: Sequen
     """
     layout = _Pairs(tuple(pairs), references.shape[0], references.shape[2])
     filters_len = filters_all.shape[3]
-    longest = max(stop - start for start, stop in bounds)
-    n_fft = scipy.fft.next_fast_len(longest + filters_len - 1, real=True)
+    n_fft = _window_fft_len(bounds, filters_len)
     if _spectral_bytes(layout, n_fft) <= _CHUNK_BYTES:
         return _short_window_scores(references, estimates, bounds, filters_all, filters_pair, layout,
                                     bsseval_sources_version)
@@ -490,8 +497,7 @@ def _short_window_scores(references: np.ndarray, estimates: np.ndarray, bounds: 
     """
     n_ref, n_channels, n_pairs = layout.n_ref, layout.n_channels, len(layout.pairs)
     filters_len = filters_all.shape[3]
-    longest = max(stop - start for start, stop in bounds)
-    n_fft = scipy.fft.next_fast_len(longest + filters_len - 1, real=True)
+    n_fft = _window_fft_len(bounds, filters_len)
     n_freqs = n_fft // 2 + 1
     # Parseval for a real signal from its half spectrum: DC and Nyquist once, the others twice
     weights = np.full(n_freqs, 2.0 / n_fft)
@@ -661,7 +667,8 @@ def _wheel_openblas_on_one_thread(libraries: Sequence[tuple[object, str]]):
             set_threads(threads)
 
 
-def _wheel_openblas_libraries() -> Optional[list[tuple[object, str]]]:
+@functools.lru_cache(maxsize=1)
+def _wheel_openblas_libraries() -> Optional[tuple[tuple[object, str], ...]]:
     """The OpenBLAS builds inside the numpy and scipy wheels (``scipy-openblas``), as ctypes libraries with the
     suffix of their symbols (``64_`` for numpy's 64-bit-integer build), or None where numpy or scipy use another
     BLAS (a conda build, a system library)."""
@@ -679,7 +686,7 @@ def _wheel_openblas_libraries() -> Optional[list[tuple[object, str]]]:
         if suffix is None or not hasattr(library, f"scipy_openblas_get_num_threads{suffix}"):
             return None
         found.append((library, suffix))
-    return found
+    return tuple(found)
 
 
 def _single_threaded_blas():
@@ -713,9 +720,9 @@ def _score_windows(references: np.ndarray, estimates: np.ndarray, bounds: Sequen
     if not active:
         return
     if not framewise_filters:
-        tiled = _tiled_spectra(references, estimates, bounds, filters_len)
         layout = _Pairs(tuple(pairs), references.shape[0], references.shape[2])
-        if tiled is None or _spectral_bytes(layout, tiled[2]) > _CHUNK_BYTES:
+        tiled = _tiled_spectra(references, estimates, bounds, filters_len, layout)
+        if tiled is None:
             filters = _distortion_filters(references, estimates, filters_len, pairs)
             pair_scores[:, :, active] = _window_scores(references, estimates, [bounds[t] for t in active],
                                                        *filters, pairs, bsseval_sources_version)

@@ -119,7 +119,8 @@ def test_tiled_correlations_equal_the_direct_ones_and_a_brute_force_sum(rng, sec
     n_samples = int(seconds * rate)
     references, estimates = (_stationary_sources(rng, 2, n_samples, 2) for _ in range(2))
     bounds = bss.frame_bounds(rate, rate, references.shape[1])
-    spectra, blocks, n_fft = bss._tiled_spectra(references, estimates, bounds, filters_len)
+    layout = bss._Pairs(((0, 0), (1, 1)), 2, 2)
+    spectra, blocks, n_fft = bss._tiled_spectra(references, estimates, bounds, filters_len, layout)
     assert blocks[:len(bounds)] == bounds and blocks[-1][1] == references.shape[1]
     tiled = bss._tiled_correlations(references, estimates, spectra, blocks, n_fft, filters_len)
     direct = bss._cross_correlations(references, [references, estimates], filters_len)
@@ -129,7 +130,7 @@ def test_tiled_correlations_equal_the_direct_ones_and_a_brute_force_sum(rng, sec
         brute = np.dot(x[max(0, -lag):len(x) - max(0, lag)], y[max(0, lag):len(y) - max(0, -lag)])
         assert tiled[2, 5, filters_len - 1 + lag] == pytest.approx(brute, rel=1e-10)
     assert bss._tiled_spectra(references, estimates, bss.frame_bounds(rate, rate // 2, references.shape[1]),
-                              filters_len) is None  # overlapping windows: the direct correlations
+                              filters_len, layout) is None  # overlapping windows: the direct correlations
 
 
 def test_frame_bounds_follow_museval():
