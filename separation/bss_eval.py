@@ -16,8 +16,9 @@ How it is computed (same mathematics as museval, organised to be fast; float64 t
   Where the windows tile the signal (hop = window, as in ``evaluate``), those correlations come from the windows'
   own spectra, which the scores need anyway, plus one small FFT per window boundary for the products across it.
 * each window is then projected: the window's references are convolved with the filters in the frequency domain,
-  all windows of a chunk and all sources at once (the chunks on two threads), and the energies of the error terms
-  are taken with Parseval's identity. Windows too long for that within a fixed memory budget (a whole track) are
+  all windows of a chunk and all sources at once (the chunks on two threads) and a cache-sized block of frequencies
+  at a time (fresh memory is what a first call pays most for), and the energies of the error terms are summed
+  with Parseval's identity. Windows too long for that within a fixed memory budget (a whole track) are
   filtered block by block (overlap-add) and their energies summed in the time domain.
 * a window where a reference or an estimate is silent (its channel sum is zero on every sample of the window) is
   NaN for every source; the permutation (``compute_permutation=True``) is chosen once for the whole track from the
@@ -70,6 +71,7 @@ CSV_NAME = "metrics.csv"
 _CHUNK_BYTES = 96 * 2**20  # memory for the spectra of one chunk of windows
 _CORRELATION_FFT = 16384  # FFT length of the blocks used for the correlations
 _LONG_BLOCK_FFT = 32768  # FFT length of the blocks used to filter windows too long for one FFT
+_FREQUENCY_BLOCK_BYTES = 2**20  # working set of a block of frequencies in the window scores (cache-sized)
 _WORKERS = os.cpu_count() or 1
 
 
@@ -245,7 +247,12 @@ def _tiled_correlations(references: np.ndarray, estimates: np.ndarray, spectra: 
     n_blocks, _, n_ref, n_freqs = spectra.shape
     pad = n_lags - 1
     signals = spectra.reshape(n_blocks, 2 * n_ref, n_freqs)
-    cross = np.matmul(np.conj(spectra[:, 0]).transpose(2, 1, 0), signals.transpose(2, 0, 1))  # (F, n_ref, 2 n_ref)
+    # the sum over blocks of the cross-spectra, (F, n_ref, 2 n_ref): for a few channels einsum's loop (contiguous
+    # along frequency) beats a batched product of matrices this small, for more the batched product wins
+    if n_ref <= 2:
+        cross = np.einsum("taf,tbf->fab", np.conj(spectra[:, 0]), signals)
+    else:
+        cross = np.matmul(np.conj(spectra[:, 0]).transpose(2, 1, 0), signals.transpose(2, 0, 1))
     correlation = scipy.fft.irfft(cross, n=n_fft, axis=0, workers=_WORKERS)
     correlation = np.concatenate([correlation[n_fft - pad:], correlation[:pad + 1]])  # lags -pad .. pad
 
@@ -275,11 +282,14 @@ def _gram_matrix(correlations: np.ndarray, filters_len: int) -> np.ndarray:
         (n * filters_len, n * filters_len) float64; entry ``((a, p), (b, q))`` is the inner product of signal ``a``
         delayed by ``p`` samples with signal ``b`` delayed by ``q``, i.e. ``correlations[a, b, L - 1 + p - q]``.
     """
-    n_signals = correlations.shape[0]
-    lag = (filters_len - 1) + np.arange(filters_len)[:, None] - np.arange(filters_len)[None, :]
-    gram = np.empty((n_signals * filters_len, n_signals * filters_len))
+    n_signals, size = correlations.shape[0], filters_len
+    gram = np.empty((n_signals * size, n_signals * size))
     for a, b in itertools.product(range(n_signals), repeat=2):
-        gram[a * filters_len:(a + 1) * filters_len, b * filters_len:(b + 1) * filters_len] = correlations[a, b][lag]
+        # block (a, b) is Toeplitz: a read-only view with entry (p, q) at lags[L - 1 + p - q], copied once
+        lags = correlations[a, b]
+        step = lags.strides[0]
+        gram[a * size:(a + 1) * size, b * size:(b + 1) * size] = np.lib.stride_tricks.as_strided(
+            lags[size - 1:], shape=(size, size), strides=(step, -step), writeable=False)
     return gram
 
 
@@ -487,7 +497,8 @@ def _short_window_scores(references: np.ndarray, estimates: np.ndarray, bounds: 
                          filters_all: np.ndarray, filters_pair: np.ndarray, layout: _Pairs,
                          bsseval_sources_version: bool, spectra: Optional[np.ndarray] = None) -> np.ndarray:
     """:func:`_window_scores` for windows up to a moderate length: one FFT per window and signal, the filtering
-    as a product of small matrices per frequency, energies by Parseval's identity; windows go in chunks.
+    as a product of small matrices per frequency, energies by Parseval's identity; windows go in chunks, and each
+    chunk goes through the frequencies a block at a time, so that its products and error terms stay small.
 
     ``spectra`` (n_windows, 2, n_ref, F), if given, are the windows' spectra (references, then estimates) at this
     function's FFT length, computed already (:func:`_tiled_spectra`).
@@ -509,7 +520,9 @@ def _short_window_scores(references: np.ndarray, estimates: np.ndarray, bounds: 
     true_sources = np.array([j for j, _ in layout.pairs])
     est_sources = np.array([e for _, e in layout.pairs])
 
-    per_window = 16 * n_freqs * (4 * n_ref + 8 * layout.n_out) + 8 * n_fft * 2 * n_ref
+    # the spectra of a chunk of windows and, when computed here, their frames; the products and error terms are
+    # made for a block of frequencies at a time, small enough to stay in the processor's cache
+    per_window = 16 * n_freqs * 2 * n_ref + (8 * n_fft * 2 * n_ref if spectra is None else 0)
     # chunks of windows, scored on _WORKERS threads at once (numpy and the FFTs release the GIL), each within its
     # share of the memory budget
     chunk = max(1, min((_CHUNK_BYTES - mixing.nbytes) // _WORKERS // per_window, -(-len(bounds) // _WORKERS)))
@@ -524,20 +537,26 @@ def _short_window_scores(references: np.ndarray, estimates: np.ndarray, bounds: 
                                             workers=1 if len(firsts) > 1 else _WORKERS)
         else:
             chunk_spectra = spectra[first:first + chunk]
-        chunk_spectra = np.ascontiguousarray(chunk_spectra.transpose(1, 3, 0, 2))  # (2, F, T, n_ref)
-        true_image, estimate = chunk_spectra[0][:, :, true_columns], chunk_spectra[1][:, :, est_columns]  # S, E
-        filtered = np.matmul(chunk_spectra[0], mixing)  # (F, T, n_ref + n_out)
-        projection_all, projection_pair = filtered[:, :, est_columns], filtered[:, :, n_ref:]  # Pa, Pj
-        errors = np.empty((4, n_freqs, n_win, layout.n_out), dtype=np.complex128)
-        np.subtract(estimate, projection_pair if bsseval_sources_version else true_image, out=errors[0])
-        np.subtract(projection_pair, true_image, out=errors[1])  # e_spat
-        np.subtract(projection_all, projection_pair, out=errors[2])  # e_interf
-        np.subtract(estimate, projection_all, out=errors[3])  # e_artif
-        del true_image, estimate, projection_all, projection_pair
-        err_true, err_spat, err_interf, err_artif = _spectral_energies(errors, weights, n_channels)  # (T, P)
-        energy_ref = _spectral_energies(chunk_spectra[0], weights, n_channels)  # (T, n_sources)
-        energy_filtered = _spectral_energies(filtered, weights, n_channels)  # (T, n_sources + n_pairs)
-        del chunk_spectra, filtered, errors
+        # per frequency and window: the block's spectra, the filtered signals and the four error terms
+        block = max(16, _FREQUENCY_BLOCK_BYTES // (16 * n_win * (3 * n_ref + 5 * layout.n_out)))
+        err_energies = np.zeros((4, n_win, n_pairs))  # |E - S|^2, |Pj - S|^2, |Pa - Pj|^2, |E - Pa|^2
+        energy_ref = np.zeros((n_win, layout.n_sources))  # |S|^2
+        energy_filtered = np.zeros((n_win, layout.n_sources + n_pairs))  # |Pa|^2 per estimate, |Pj|^2 per pair
+        for low in range(0, n_freqs, block):
+            high = min(low + block, n_freqs)
+            part = np.ascontiguousarray(chunk_spectra[..., low:high].transpose(1, 3, 0, 2))  # (2, f, T, n_ref)
+            true_image, estimate = part[0][:, :, true_columns], part[1][:, :, est_columns]  # S, E
+            filtered = np.matmul(part[0], mixing[low:high])  # (f, T, n_ref + n_out)
+            projection_all, projection_pair = filtered[:, :, est_columns], filtered[:, :, n_ref:]  # Pa, Pj
+            errors = np.empty((4, high - low, n_win, layout.n_out), dtype=np.complex128)
+            np.subtract(estimate, projection_pair if bsseval_sources_version else true_image, out=errors[0])
+            np.subtract(projection_pair, true_image, out=errors[1])  # e_spat
+            np.subtract(projection_all, projection_pair, out=errors[2])  # e_interf
+            np.subtract(estimate, projection_all, out=errors[3])  # e_artif
+            err_energies += _spectral_energies(errors, weights[low:high], n_channels)  # (4, T, P)
+            energy_ref += _spectral_energies(part[0], weights[low:high], n_channels)  # squares part[0]: last
+            energy_filtered += _spectral_energies(filtered, weights[low:high], n_channels)
+        err_true, err_spat, err_interf, err_artif = err_energies
         energies = np.stack([energy_ref[:, true_sources], err_true, err_spat, energy_filtered[:, layout.n_sources:],
                              err_interf, energy_filtered[:, est_sources], err_artif])
         scores[:, :, first:first + n_win] = _criteria(energies, bsseval_sources_version).transpose(0, 2, 1)
@@ -624,6 +643,8 @@ def _long_window_scores(references: np.ndarray, estimates: np.ndarray, bound: tu
 def _nonzero(sources: np.ndarray) -> np.ndarray:
     """(n_sources, n_samples) bool: where the sum over channels is not 0 (museval's silence test, in the input's
     dtype)."""
+    if sources.shape[2] == 1:  # one channel is its own sum
+        return sources[:, :, 0] != 0
     return np.sum(sources, axis=2) != 0
 
 
@@ -730,9 +751,10 @@ def _score_windows(references: np.ndarray, estimates: np.ndarray, bounds: Sequen
         spectra, blocks, n_fft = tiled
         correlations = _tiled_correlations(references, estimates, spectra, blocks, n_fft, filters_len)
         filters = _distortion_filters(references, estimates, filters_len, pairs, correlations)
+        windows = slice(0, len(bounds)) if len(active) == len(bounds) else active  # a view when all are active
         pair_scores[:, :, active] = _short_window_scores(references, estimates, [bounds[t] for t in active],
                                                          *filters, layout, bsseval_sources_version,
-                                                         spectra=spectra[active])
+                                                         spectra=spectra[windows])
         return
     for t in active:
         start, stop = bounds[t]

@@ -133,6 +133,19 @@ def test_tiled_correlations_equal_the_direct_ones_and_a_brute_force_sum(rng, sec
                               filters_len, layout) is None  # overlapping windows: the direct correlations
 
 
+def test_gram_matrix_is_the_inner_products_of_the_delayed_signals(rng):
+    """Entry ((a, p), (b, q)) = <signal a delayed by p, signal b delayed by q>, summed over the zero-padded signals."""
+    filters_len, n_samples = 6, 40
+    signals = rng.standard_normal((3, n_samples, 1))
+    correlations = bss._cross_correlations(signals, [signals], filters_len)
+    gram = bss._gram_matrix(correlations, filters_len)
+    delayed = np.zeros((3, filters_len, n_samples + filters_len - 1))
+    for a, p in np.ndindex(3, filters_len):
+        delayed[a, p, p:p + n_samples] = signals[a, :, 0]
+    rows = delayed.reshape(3 * filters_len, -1)
+    np.testing.assert_allclose(gram, rows @ rows.T, rtol=0, atol=1e-12)
+
+
 def test_frame_bounds_follow_museval():
     assert bss.frame_bounds(3, 2, 10) == [(0, 3), (2, 5), (4, 7), (6, 9)]  # floor((10 - 3 + 2) / 2) = 4
     assert bss.frame_bounds(4, 4, 10) == [(0, 4), (4, 8)]  # the last incomplete window is dropped
