@@ -488,7 +488,9 @@ def _window_scores(references: np.ndarray, estimates: np.ndarray, bounds: Sequen
 
 
 def _spectral_bytes(layout: _Pairs, n_fft: int) -> int:
-    """Memory of one window done in the frequency domain: its spectra, the mixing matrices, the error terms."""
+    """Memory of one window done in the frequency domain: its spectra, the mixing matrices, the error terms over
+    all frequencies (an upper bound: :func:`_short_window_scores` makes the error terms a block of frequencies at
+    a time; the bound still decides between the short and the long path, as before)."""
     n_freqs = n_fft // 2 + 1
     return 16 * n_freqs * (4 * layout.n_ref + 8 * layout.n_out + layout.n_ref * (layout.n_ref + layout.n_out))
 
