@@ -24,12 +24,14 @@ TENSORBOARD_DIR = "tensorboard"
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Write a file under a temporary name and give it its final name only once it is complete.
 
-    ``with atomic_output(path) as tmp:`` yields ``path.partial`` to write to; on success it is renamed to ``path``
-    (an atomic replace), on an error (a full disk, Ctrl-C) it is removed. A kill leaves at most ``*.partial``, never
-    a half-written file under the final name that a re-run could take as done.
+    ``with atomic_output(path) as tmp:`` yields ``.<name>.<pid>.partial`` beside ``path`` to write to; on success it
+    is renamed to ``path`` (an atomic replace), on an error (a full disk, Ctrl-C) it is removed. A kill leaves at
+    most ``*.partial``, never a half-written file under the final name that a re-run could take as done. The
+    process id keeps two processes that write the same file at once (two benchmark shards rendering one piece)
+    off each other's temporary file: the last complete one wins.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         yield tmp
         os.replace(tmp, path)

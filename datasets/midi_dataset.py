@@ -36,6 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from core.errors import UserError, warn
+from core.rundir import atomic_output
 from datasets import timbres
 from datasets.corpus import (DEFAULT_COMPOSERS, SAME_MELODY_GROUPS, CorpusPiece, find_corpus_pieces,  # noqa: F401
                              list_corpus_pieces, piece_name, split_of, visit_order)
@@ -96,9 +97,8 @@ def write_wav_int16(path: str | os.PathLike, audio: np.ndarray, sample_rate: int
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    sf.write(str(tmp), np.asarray(audio, dtype=np.int16), sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        sf.write(str(tmp), np.asarray(audio, dtype=np.int16), sample_rate, subtype="PCM_16", format="WAV")
 
 
 def write_piece(output: str | os.PathLike, split: str, name: str, sources: dict[str, np.ndarray],
@@ -333,9 +333,8 @@ def read_dataset_json(output: str | os.PathLike) -> dict | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
 class _InlineExecutor:

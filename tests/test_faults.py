@@ -268,6 +268,27 @@ def test_a_file_interrupted_while_written_is_never_left_under_its_name(tmp_path)
         np.testing.assert_array_equal(kept["x"], np.arange(3))
 
 
+def test_two_processes_writing_one_file_at_once_do_not_take_each_others_temporary_file(tmp_path, monkeypatch):
+    """Two benchmark shards that render the same piece write the same wav at the same moment. The second writer
+    finishing while the first is still writing must leave the first able to finish (each has its own temporary
+    file), and the file under the final name is always a complete one."""
+    import soundfile as sf
+
+    from core import rundir
+    from datasets.midi_dataset import write_wav_int16
+
+    target = tmp_path / "piano.wav"
+    first, second = np.arange(1600, dtype=np.int16), np.arange(1600, dtype=np.int16)[::-1].copy()
+    monkeypatch.setattr(rundir.os, "getpid", lambda: 1001)
+    with rundir.atomic_output(target) as tmp:
+        sf.write(str(tmp), first, 16000, subtype="PCM_16", format="WAV")
+        monkeypatch.setattr(rundir.os, "getpid", lambda: 1002)  # the other shard writes the same file meanwhile
+        write_wav_int16(target, second)
+        np.testing.assert_array_equal(sf.read(target, dtype="int16")[0], second)
+    np.testing.assert_array_equal(sf.read(target, dtype="int16")[0], first)
+    assert not list(tmp_path.glob("*.partial"))
+
+
 @pytest.mark.slow
 def test_spectrograms_killed_while_written_are_rewritten_identically(tmp_path):
     """SIGKILL of wav_to_spec.py once its first file is written; no half-written file is left under a final name,
