@@ -8,6 +8,7 @@ namesakes one by one. Training scripts resume instead (they look for checkpoints
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import sys
@@ -26,17 +27,38 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
     ``with atomic_output(path) as tmp:`` yields ``.<name>.<pid>.partial`` beside ``path`` to write to; on success it
     is renamed to ``path`` (an atomic replace), on an error (a full disk, Ctrl-C) it is removed. A kill leaves at
-    most ``*.partial``, never a half-written file under the final name that a re-run could take as done. The
-    process id keeps two processes that write the same file at once (two benchmark shards rendering one piece)
-    off each other's temporary file: the last complete one wins.
+    most ``*.partial``, never a half-written file under the final name that a re-run could take as done; the
+    re-run removes the ``*.partial`` of ``path`` left by processes that no longer run. The process id keeps two
+    processes that write the same file at once (two benchmark shards rendering one piece) off each other's
+    temporary file: the last complete one wins.
     """
     path = Path(path)
+    _remove_stale_partials(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Delete ``.<name>.<pid>.partial`` files beside ``path`` whose process is gone (killed while writing)."""
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.partial"):
+        pid = stale.name[len(prefix):-len(".partial")]
+        if pid.isdigit() and not _process_running(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def check_output_dir(output: str | os.PathLike, overwrite: bool, result_patterns: Iterable[str] = ("*",)) -> Path:

@@ -279,14 +279,33 @@ def test_two_processes_writing_one_file_at_once_do_not_take_each_others_temporar
 
     target = tmp_path / "piano.wav"
     first, second = np.arange(1600, dtype=np.int16), np.arange(1600, dtype=np.int16)[::-1].copy()
-    monkeypatch.setattr(rundir.os, "getpid", lambda: 1001)
+    other_pid = os.getppid()  # a process that runs: its temporary file is not taken for a killed one's
     with rundir.atomic_output(target) as tmp:
         sf.write(str(tmp), first, 16000, subtype="PCM_16", format="WAV")
-        monkeypatch.setattr(rundir.os, "getpid", lambda: 1002)  # the other shard writes the same file meanwhile
+        monkeypatch.setattr(rundir.os, "getpid", lambda: other_pid)  # the other shard writes the same file meanwhile
         write_wav_int16(target, second)
         np.testing.assert_array_equal(sf.read(target, dtype="int16")[0], second)
     np.testing.assert_array_equal(sf.read(target, dtype="int16")[0], first)
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_rewrite_removes_the_temporary_files_of_killed_writers_only(tmp_path):
+    """A process killed while writing leaves ``.<name>.<pid>.partial``; the next write of that file removes it, but
+    not the temporary file of a process that still runs (another shard writing the same file)."""
+    from core.rundir import atomic_output
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(dead.stdout), os.getppid()
+    target = tmp_path / "a.npy"
+    killed = tmp_path / f".a.npy.{dead_pid}.partial"
+    running = tmp_path / f".a.npy.{live_pid}.partial"
+    other_file = tmp_path / f".b.npy.{dead_pid}.partial"
+    for path in (killed, running, other_file):
+        path.write_bytes(b"half")
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert not killed.exists() and running.exists() and other_file.exists()
 
 
 @pytest.mark.slow
