@@ -8,7 +8,6 @@ namesakes one by one. Training scripts resume instead (they look for checkpoints
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import sys
@@ -42,12 +41,27 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+#: per folder written into by this process: the ``*.partial`` found there at the first write, by target name
+_PARTIALS_BY_FOLDER: dict[str, dict[str, list[tuple[Path, int]]]] = {}
+
+
 def _remove_stale_partials(path: Path) -> None:
-    """Delete ``.<name>.<pid>.partial`` files beside ``path`` whose process is gone (killed while writing)."""
-    prefix = f".{path.name}."
-    for stale in path.parent.glob(f"{glob.escape(prefix)}*.partial"):
-        pid = stale.name[len(prefix):-len(".partial")]
-        if pid.isdigit() and not _process_running(int(pid)):
+    """Delete the ``.<name>.<pid>.partial`` of ``path`` whose process is gone (killed while writing).
+
+    A folder is listed once per process, at the first write into it, not at every write: listing a folder of
+    n files at each of n writes would be quadratic. A partial left there later, by a process killed after that
+    first write, is removed by the next run.
+    """
+    folder = os.path.abspath(path.parent)
+    if folder not in _PARTIALS_BY_FOLDER:
+        found: dict[str, list[tuple[Path, int]]] = {}
+        for partial in path.parent.glob(".*.partial"):
+            name, _, pid = partial.name[1:-len(".partial")].rpartition(".")
+            if pid.isdigit():
+                found.setdefault(name, []).append((partial, int(pid)))
+        _PARTIALS_BY_FOLDER[folder] = found
+    for stale, pid in _PARTIALS_BY_FOLDER[folder].pop(path.name, ()):
+        if not _process_running(pid):
             stale.unlink(missing_ok=True)
 
 
