@@ -3,8 +3,9 @@
 Test pieces of the open dataset (split by piece: never in training) are grouped by kind of music -- Bach chorales,
 string-quartet movements (Beethoven, Haydn, Mozart) and, optionally, fiddle tunes with a generated piano
 accompaniment (melody and accompaniment, as in a sonata) -- and the first ``--seconds`` of each is rendered with
-every timbre family asked for (piano and violin from the same bank, GM programs 0 and 40; no effects; each part at
--20 dB, the level the training data use). Every prior set separates every excerpt with BASIS (Wiener filter per
+every timbre family asked for (piano and violin from the same bank, GM programs 0 and 40; each part at -20 dB, the
+level the training data use; no effects, or with ``--effects default`` the gain, EQ tilt, room reverb, velocity and
+tempo variation the dataset builder draws per part, seeded by the piece, in rows named ``<timbre>+fx``). Every prior set separates every excerpt with BASIS (Wiener filter per
 frame), and BSS Eval v4 scores it next to the mixture baseline (each source = mixture / 2) and the IRM oracle.
 
 Reported per (kind, timbre) row and per prior set: the SDR of BASIS, the mixture baseline and the IRM for piano and
@@ -16,7 +17,8 @@ each set was trained on. A timbre that no prior set ever saw is given with ``--s
 
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
-        [--seconds 20] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] [--shard 1/2]
+        [--seconds 20] [--effects none|default] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] \
+        [--shard 1/2]
 
 A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
 separation settings are those of ``DIR/piano/config.yml`` except the sampler keys given as flags (``--T``,
@@ -65,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="extra timbre conditions given as two timbre specs, e.g. "
                              "salamander=salamander,csound:40 or p2=csound:2,merlin:40")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each excerpt from the start, s (default: 20)")
+    parser.add_argument("--effects", choices=["none", "default"], default="none",
+                        help="render the excerpts dry (none) or with the dataset builder's default per-part effects "
+                             "(gain, EQ tilt, room reverb, velocity and tempo jitter); rows <timbre>+fx (default: none)")
     add_key_arguments(parser.add_argument_group("BASIS sampler (default: each prior set's piano/config.yml)"),
                       SAMPLER_KEYS)
     parser.add_argument("--output", default="data/bench_generalisation", help="work and result folder (default: data/bench_generalisation)")
@@ -77,15 +82,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 @dataclasses.dataclass(frozen=True)
 class Condition:
-    """One timbre condition: a row name and the piano and violin timbre specs."""
+    """One timbre condition: a row name, the piano and violin timbre specs and the effects preset."""
 
     name: str
     piano: str
     violin: str
+    effects: str = "none"
 
 
-def conditions(families, soundfonts, pairs=()) -> list[Condition]:
-    """The timbre conditions: one per family (programs 0 and 40), per extra SoundFont, and per NAME=PIANO,VIOLIN."""
+def conditions(families, soundfonts, pairs=(), effects: str = "none") -> list[Condition]:
+    """The timbre conditions: one per family (programs 0 and 40), per extra SoundFont, and per NAME=PIANO,VIOLIN;
+    with ``effects`` other than ``"none"``, each rendered with that effects preset and named ``<name>+fx``."""
     from datasets import timbres
 
     out = [Condition(f, f"{f}:0", f"{f}:40") for f in families]
@@ -98,6 +105,8 @@ def conditions(families, soundfonts, pairs=()) -> list[Condition]:
             raise UserError(f"--pair {item!r} is not NAME=PIANO,VIOLIN (e.g. salamander=salamander,csound:40)")
         timbres.parse_timbres([piano], "piano"), timbres.parse_timbres([violin], "violin")
         out.append(Condition(name, timbres.resolved_spec(piano), timbres.resolved_spec(violin)))
+    if effects != "none":
+        out = [dataclasses.replace(c, name=f"{c.name}+fx", effects=effects) for c in out]
     return out
 
 
@@ -120,17 +129,24 @@ def choose_pieces(kinds, per_kind: int, keys=None, split: str = "test") -> list[
     return chosen
 
 
+def folder_name(condition: str) -> str:
+    """The folder of a timbre condition's renders and separations (``sf:x+fx`` -> ``sf_x_fx``)."""
+    return condition.replace(":", "_").replace("+", "_")
+
+
 def render(pieces, condition: Condition, seconds: float, root: Path,
            rendered_only: bool = False) -> list[tuple[str, Path]]:
     """Render every piece with one timbre condition (skipping those already rendered); (kind, song folder).
     With ``rendered_only``, render nothing and return the pieces already rendered."""
     from datasets import midi_dataset as md
+    from datasets import timbres
 
     options = md.RenderOptions(piano_timbres=(condition.piano,), violin_timbres=(condition.violin,),
-                               max_piece_minutes=seconds / 60.0, part_level_db=-20.0, accompany=True)
+                               max_piece_minutes=seconds / 60.0, part_level_db=-20.0, accompany=True,
+                               effects=timbres.effect_options(condition.effects))
     if not rendered_only:
         md.check_render_options(options)
-    out = root / "renders" / condition.name.replace(":", "_")
+    out = root / "renders" / folder_name(condition.name)
     songs = []
     for kind, piece in pieces:
         split = md.split_of(piece.key, options.test_fraction)
@@ -232,12 +248,12 @@ def main(argv=None) -> int:
     pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
     logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
     songs_by_condition = {c.name: render(pieces, c, args.seconds, output, rendered_only=args.table_only)
-                          for c in conditions(args.timbres, args.soundfont, args.pair)}
+                          for c in conditions(args.timbres, args.soundfont, args.pair, args.effects)}
     results = {}
     for name, folder in prior_sets.items():
         results[name] = {}
         for condition, songs in songs_by_condition.items():
-            out = output / "separated" / name / condition.replace(":", "_")
+            out = output / "separated" / name / folder_name(condition)
             if name in mine:
                 logger.info("priors %s, timbre %s: %d songs", name, condition, len(songs))
                 separate(folder, songs, out, args.seconds, config_overrides(args), not args.no_progress)

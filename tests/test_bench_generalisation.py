@@ -51,3 +51,45 @@ def test_reduced_benchmark_renders_separates_and_tables(tmp_path):
 def test_bad_prior_sets_are_one_line_errors(tmp_path):
     assert_one_line_error(run_script(SCRIPT, "--priors", "pretrained"), "NAME=DIR")
     assert_one_line_error(run_script(SCRIPT, "--priors", f"x={tmp_path}"), "prior folder")
+
+
+def test_effects_conditions_are_named_and_kept_apart():
+    bench = load_bench()
+    dry, wet = bench.conditions(["csound"], []), bench.conditions(["csound"], [], effects="default")
+    assert [(c.name, c.effects) for c in dry] == [("csound", "none")]
+    assert [(c.name, c.piano, c.violin, c.effects) for c in wet] == [("csound+fx", "csound:0", "csound:40", "default")]
+    assert bench.folder_name("sf:x+fx") == "sf_x_fx" != bench.folder_name("sf:x")
+
+
+@pytest.mark.skipif(not HAVE_CSOUND, reason="needs fluidsynth and csound-soundfont: ./setup.sh")
+def test_effects_render_differs_from_the_dry_one_and_stays_bounded(tmp_path):
+    import soundfile as sf
+
+    bench = load_bench()
+    pieces = bench.choose_pieces([], 1, ["bach/bwv108.6"])
+    mixes = {}
+    for condition in [*bench.conditions(["csound"], []), *bench.conditions(["csound"], [], effects="default")]:
+        [(kind, song)] = bench.render(pieces, condition, 2.5, tmp_path)
+        assert kind == "chorales" and song.parent.parent.parent.name == bench.folder_name(condition.name)
+        parts = {name: sf.read(song / f"{name}.wav")[0] for name in ("mix", "piano", "violin")}
+        for audio in parts.values():
+            assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) < 1.0
+        n = min(len(a) for a in parts.values())
+        np.testing.assert_allclose(parts["mix"][:n], parts["piano"][:n] + parts["violin"][:n], atol=1e-4)
+        mixes[condition.effects] = parts["mix"]
+    n = min(len(m) for m in mixes.values())
+    # the effects change the sound: not the dry render up to a gain
+    dry, wet = mixes["none"][:n], mixes["default"][:n]
+    residual = wet - dry * np.dot(wet, dry) / np.dot(dry, dry)
+    assert np.sum(residual ** 2) > 0.05 * np.sum(wet ** 2)
+
+
+def load_bench():
+    """The benchmark script as a module (registered first: its dataclasses look their module up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("bench_generalisation", ROOT / SCRIPT)
+    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module
