@@ -4,7 +4,7 @@ Test pieces of the open dataset (split by piece: never in training) are grouped 
 string-quartet movements (Beethoven, Haydn, Mozart) and, optionally, fiddle tunes with a generated piano
 accompaniment (melody and accompaniment, as in a sonata) -- and the first ``--seconds`` of each is rendered with
 every timbre family asked for (piano and violin from the same bank, GM programs 0 and 40; each part at -20 dB, the
-level the training data use; no effects, or with ``--effects default`` the gain, EQ tilt, room reverb, velocity and
+level the training data use; dry, and/or with ``--effects default`` the gain, EQ tilt, room reverb, velocity and
 tempo variation the dataset builder draws per part, seeded by the piece, in rows named ``<timbre>+fx``). Every prior set separates every excerpt with BASIS (Wiener filter per
 frame), and BSS Eval v4 scores it next to the mixture baseline (each source = mixture / 2) and the IRM oracle.
 
@@ -17,7 +17,7 @@ each set was trained on. A timbre that no prior set ever saw is given with ``--s
 
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
-        [--seconds 20] [--effects none|default] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] \
+        [--seconds 20] [--effects none default] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] \
         [--shard 1/2]
 
 A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
@@ -67,9 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="extra timbre conditions given as two timbre specs, e.g. "
                              "salamander=salamander,csound:40 or p2=csound:2,merlin:40")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each excerpt from the start, s (default: 20)")
-    parser.add_argument("--effects", choices=["none", "default"], default="none",
-                        help="render the excerpts dry (none) or with the dataset builder's default per-part effects "
-                             "(gain, EQ tilt, room reverb, velocity and tempo jitter); rows <timbre>+fx (default: none)")
+    parser.add_argument("--effects", nargs="+", choices=["none", "default"], default=["none"],
+                        help="render the excerpts dry (none) and/or with the dataset builder's default per-part "
+                             "effects (gain, EQ tilt, room reverb, velocity and tempo jitter; rows <timbre>+fx) "
+                             "(default: none)")
     add_key_arguments(parser.add_argument_group("BASIS sampler (default: each prior set's piano/config.yml)"),
                       SAMPLER_KEYS)
     parser.add_argument("--output", default="data/bench_generalisation", help="work and result folder (default: data/bench_generalisation)")
@@ -90,9 +91,9 @@ class Condition:
     effects: str = "none"
 
 
-def conditions(families, soundfonts, pairs=(), effects: str = "none") -> list[Condition]:
-    """The timbre conditions: one per family (programs 0 and 40), per extra SoundFont, and per NAME=PIANO,VIOLIN;
-    with ``effects`` other than ``"none"``, each rendered with that effects preset and named ``<name>+fx``."""
+def conditions(families, soundfonts, pairs=(), effects=("none",)) -> list[Condition]:
+    """The timbre conditions: one per family (programs 0 and 40), per extra SoundFont, and per NAME=PIANO,VIOLIN,
+    for each effects preset: dry (``"none"``) and/or rendered with ``"default"`` effects and named ``<name>+fx``."""
     from datasets import timbres
 
     out = [Condition(f, f"{f}:0", f"{f}:40") for f in families]
@@ -105,9 +106,8 @@ def conditions(families, soundfonts, pairs=(), effects: str = "none") -> list[Co
             raise UserError(f"--pair {item!r} is not NAME=PIANO,VIOLIN (e.g. salamander=salamander,csound:40)")
         timbres.parse_timbres([piano], "piano"), timbres.parse_timbres([violin], "violin")
         out.append(Condition(name, timbres.resolved_spec(piano), timbres.resolved_spec(violin)))
-    if effects != "none":
-        out = [dataclasses.replace(c, name=f"{c.name}+fx", effects=effects) for c in out]
-    return out
+    return [c if preset == "none" else dataclasses.replace(c, name=f"{c.name}+fx", effects=preset)
+            for preset in dict.fromkeys(effects) for c in out]
 
 
 def choose_pieces(kinds, per_kind: int, keys=None, split: str = "test") -> list[tuple[str, object]]:

@@ -55,9 +55,11 @@ def test_bad_prior_sets_are_one_line_errors(tmp_path):
 
 def test_effects_conditions_are_named_and_kept_apart():
     bench = load_bench()
-    dry, wet = bench.conditions(["csound"], []), bench.conditions(["csound"], [], effects="default")
+    dry, wet = bench.conditions(["csound"], []), bench.conditions(["csound"], [], effects=["default"])
     assert [(c.name, c.effects) for c in dry] == [("csound", "none")]
     assert [(c.name, c.piano, c.violin, c.effects) for c in wet] == [("csound+fx", "csound:0", "csound:40", "default")]
+    both = bench.conditions(["csound", "merlin"], [], effects=["none", "default"])
+    assert [c.name for c in both] == ["csound", "merlin", "csound+fx", "merlin+fx"]
     assert bench.folder_name("sf:x+fx") == "sf_x_fx" != bench.folder_name("sf:x")
 
 
@@ -68,7 +70,7 @@ def test_effects_render_differs_from_the_dry_one_and_stays_bounded(tmp_path):
     bench = load_bench()
     pieces = bench.choose_pieces([], 1, ["bach/bwv108.6"])
     mixes = {}
-    for condition in [*bench.conditions(["csound"], []), *bench.conditions(["csound"], [], effects="default")]:
+    for condition in bench.conditions(["csound"], [], effects=["none", "default"]):
         [(kind, song)] = bench.render(pieces, condition, 2.5, tmp_path)
         assert kind == "chorales" and song.parent.parent.parent.name == bench.folder_name(condition.name)
         parts = {name: sf.read(song / f"{name}.wav")[0] for name in ("mix", "piano", "violin")}
