@@ -5,8 +5,9 @@ string-quartet movements (Beethoven, Haydn, Mozart) and, optionally, fiddle tune
 accompaniment (melody and accompaniment, as in a sonata) -- and the first ``--seconds`` of each is rendered with
 every timbre family asked for (piano and violin from the same bank, GM programs 0 and 40; each part at -20 dB, the
 level the training data use; dry, and/or with ``--effects default`` the gain, EQ tilt, room reverb, velocity and
-tempo variation the dataset builder draws per part, seeded by the piece, in rows named ``<timbre>+fx``). Every prior set separates every excerpt with BASIS (Wiener filter per
-frame), and BSS Eval v4 scores it next to the mixture baseline (each source = mixture / 2) and the IRM oracle.
+tempo variation the dataset builder draws per part, seeded by the piece, in rows named ``<timbre>+fx``). Every
+prior set separates every excerpt with BASIS (Wiener filter per frame), and BSS Eval v4 scores it next to the
+mixture baseline (each source = mixture / 2) and the IRM oracle.
 
 Reported per (kind, timbre) row and per prior set: the SDR of BASIS, the mixture baseline and the IRM for piano and
 violin, and the gain of BASIS over the baseline, each the median over 1 s frames of a song, then the mean over
@@ -17,7 +18,7 @@ each set was trained on. A timbre that no prior set ever saw is given with ``--s
 
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
-        [--seconds 20] [--effects none default] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] \
+        [--seconds 20] [--effects none default] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] \\
         [--shard 1/2]
 
 A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
