@@ -14,12 +14,15 @@ violin, and the gain of BASIS over the baseline, each the median over 1 s frames
 songs. Which timbres count as "seen" depends on the prior set: the table names the families, RESULTS.md says which
 each set was trained on. A timbre that no prior set ever saw is given with ``--soundfont PATH`` (a General MIDI
 .sf2; row ``sf:<stem>``); for leave-one-timbre-out, train a prior set without one family (``build_midi_dataset.py
---piano_timbres`` / ``--violin_timbres``) and read that family's row.
+--piano_timbres`` / ``--violin_timbres``), name the row it never heard with ``--heldout NAME=ROW``, and read the
+summary printed under the table: per kind, the gain on that row, the mean gain over the prior set's other rows
+(the timbres it heard; dry rows against dry rows, ``+fx`` rows against ``+fx`` rows) and their difference, with
+the goals of this work (held-out row >= +4 dB over the baseline, and no more than 1 dB below the seen rows).
 
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
-        [--seconds 20] [--effects none default] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] \\
-        [--shard 1/2]
+        [--seconds 20] [--effects none default] [--pair salamander=salamander,fluidr3:40] \\
+        [--heldout NAME=ROW] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] [--shard 1/2]
 
 A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
 separation settings are those of ``DIR/piano/config.yml`` except the sampler keys given as flags (``--T``,
@@ -67,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pair", nargs="*", default=[], metavar="NAME=PIANO,VIOLIN",
                         help="extra timbre conditions given as two timbre specs, e.g. "
                              "salamander=salamander,csound:40 or p2=csound:2,merlin:40")
+    parser.add_argument("--heldout", nargs="*", default=[], metavar="NAME=ROW",
+                        help="prior set NAME never heard the timbre of row ROW (e.g. losal=salamander); under the "
+                             "table, that row is compared with the mean of the set's other rows, per kind")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each excerpt from the start, s (default: 20)")
     parser.add_argument("--effects", nargs="+", choices=["none", "default"], default=["none"],
                         help="render the excerpts dry (none) and/or with the dataset builder's default per-part "
@@ -211,14 +217,74 @@ def table_rows(results: dict, songs_by_condition: dict) -> list[dict]:
     return rows
 
 
+def _widths(rows: list[dict], timbre_key: str) -> tuple[int, int]:
+    """Column widths of the prior-set and timbre names: at least 10 and 12, else the longest name plus a space."""
+    return (max([10] + [len(r["priors"]) + 1 for r in rows]), max([12] + [len(r[timbre_key]) + 1 for r in rows]))
+
+
 def format_rows(rows: list[dict]) -> str:
-    header = (f"{'priors':<10}{'kind':<10}{'timbre':<12}{'songs':>5}  {'gain p/v':>13}  {'BASIS p/v':>13}  "
+    wp, wt = _widths(rows, "timbre")
+    header = (f"{'priors':<{wp}}{'kind':<10}{'timbre':<{wt}}{'songs':>5}  {'gain p/v':>13}  {'BASIS p/v':>13}  "
               f"{'mixture p/v':>13}  {'IRM p/v':>13}")
     lines = ["SDR (dB): median over 1 s frames, mean over songs; gain = BASIS - mixture baseline", header]
     for r in rows:
         pair = lambda key: f"{r[key + '_piano']:6.2f}/{r[key + '_violin']:<6.2f}"  # noqa: E731
-        lines.append(f"{r['priors']:<10}{r['kind']:<10}{r['timbre']:<12}{r['songs']:>5}  {pair('gain'):>13}  "
+        lines.append(f"{r['priors']:<{wp}}{r['kind']:<10}{r['timbre']:<{wt}}{r['songs']:>5}  {pair('gain'):>13}  "
                      f"{pair('BASIS'):>13}  {pair('mixture'):>13}  {pair('IRM'):>13}")
+    return "\n".join(lines)
+
+
+HELDOUT_GAIN_DB = 4.0     # goal: a timbre never heard, at least this far over the mixture baseline, both sources
+HELDOUT_GAP_DB = 1.0      # goal: a timbre never heard, no more than this below the timbres heard
+
+
+def parse_heldout(items, prior_names, condition_names) -> dict[str, set[str]]:
+    """``["NAME=ROW", ...]`` -> {prior set: {rows it never heard}}; unknown names are one-line errors."""
+    heldout: dict[str, set[str]] = {}
+    for item in items:
+        name, sep, row = item.partition("=")
+        if not sep or name not in prior_names or row not in condition_names:
+            raise UserError(f"--heldout {item!r}: give NAME=ROW with NAME one of --priors "
+                            f"({', '.join(prior_names)}) and ROW one of the timbre rows ({', '.join(condition_names)})")
+        heldout.setdefault(name, set()).add(row)
+    return heldout
+
+
+def heldout_rows(rows: list[dict], heldout: dict[str, set[str]]) -> list[dict]:
+    """Per (prior set, held-out row, kind): the gain on the held-out row, the mean gain over the set's seen rows of
+    the same kind and the same effects (dry or ``+fx``), and the held-out minus seen difference (dB, per source)."""
+    out = []
+    for r in rows:
+        if r["timbre"] not in heldout.get(r["priors"], ()):
+            continue
+        fx = r["timbre"].endswith("+fx")
+        seen = [s for s in rows if s["priors"] == r["priors"] and s["kind"] == r["kind"]
+                and s["timbre"] not in heldout[r["priors"]] and s["timbre"].endswith("+fx") == fx]
+        row = {"priors": r["priors"], "kind": r["kind"], "heldout": r["timbre"], "songs": r["songs"],
+               "seen": " ".join(s["timbre"] for s in seen)}
+        for source in NAMES:
+            row[f"heldout_{source}"] = r[f"gain_{source}"]
+            row[f"seen_{source}"] = (sum(s[f"gain_{source}"] for s in seen) / len(seen)) if seen else float("nan")
+            row[f"gap_{source}"] = row[f"heldout_{source}"] - row[f"seen_{source}"]
+        out.append(row)
+    return out
+
+
+def format_heldout(rows: list[dict]) -> str:
+    """The held-out summary with the two goals' verdicts (a missing seen row leaves the gap unjudged)."""
+    wp, wt = _widths(rows, "heldout")
+    lines = [f"Held-out timbres: gain over the baseline on the row the priors never heard, against the mean gain of "
+             f"their other rows (goals: >= +{HELDOUT_GAIN_DB:g} dB, gap >= -{HELDOUT_GAP_DB:g} dB, both sources)",
+             f"{'priors':<{wp}}{'kind':<10}{'held out':<{wt}}{'songs':>5}  {'held out p/v':>13}  {'seen p/v':>13}  "
+             f"{'gap p/v':>13}  verdicts (+{HELDOUT_GAIN_DB:g} dB, gap)  seen rows"]
+    for r in rows:
+        pair = lambda key: f"{r[key + '_piano']:+6.2f}/{r[key + '_violin']:<+6.2f}"  # noqa: E731
+        gain_met = all(r[f"heldout_{s}"] >= HELDOUT_GAIN_DB for s in NAMES)
+        gaps = [r[f"gap_{s}"] for s in NAMES]
+        gap = "unjudged" if any(math.isnan(g) for g in gaps) else ("met" if min(gaps) >= -HELDOUT_GAP_DB else "missed")
+        lines.append(f"{r['priors']:<{wp}}{r['kind']:<10}{r['heldout']:<{wt}}{r['songs']:>5}  {pair('heldout'):>13}  "
+                     f"{pair('seen'):>13}  {pair('gap'):>13}  {'met' if gain_met else 'missed':>6}, {gap:<8}  "
+                     f"{r['seen'] or '-'}")
     return "\n".join(lines)
 
 
@@ -248,8 +314,10 @@ def main(argv=None) -> int:
     quiet_music21()
     pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
     logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
+    timbre_rows = conditions(args.timbres, args.soundfont, args.pair, args.effects)
+    heldout = parse_heldout(args.heldout, list(prior_sets), [c.name for c in timbre_rows])
     songs_by_condition = {c.name: render(pieces, c, args.seconds, output, rendered_only=args.table_only)
-                          for c in conditions(args.timbres, args.soundfont, args.pair, args.effects)}
+                          for c in timbre_rows}
     results = {}
     for name, folder in prior_sets.items():
         results[name] = {}
@@ -264,6 +332,10 @@ def main(argv=None) -> int:
     pd.DataFrame(rows).to_csv(output / "generalisation.csv", index=False)
     (output / "generalisation.json").write_text(json.dumps(rows, indent=1) + "\n")
     print(format_rows(rows))
+    if heldout:
+        summary = heldout_rows(rows, heldout)
+        pd.DataFrame(summary).to_csv(output / "heldout.csv", index=False)
+        print("\n" + format_heldout(summary))
     return 0
 
 

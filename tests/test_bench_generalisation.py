@@ -86,6 +86,39 @@ def test_effects_render_differs_from_the_dry_one_and_stays_bounded(tmp_path):
     assert np.sum(residual ** 2) > 0.05 * np.sum(wet ** 2)
 
 
+def test_heldout_summary_compares_with_the_mean_of_the_rows_heard():
+    bench = load_bench()
+    row = lambda priors, kind, timbre, p, v: {"priors": priors, "kind": kind, "timbre": timbre, "songs": 5,  # noqa: E731
+                                              "gain_piano": p, "gain_violin": v}
+    rows = [row("lo", "quartets", "fluidr3", 7.0, 7.0), row("lo", "quartets", "csound", 5.0, 6.0),
+            row("lo", "quartets", "salamander", 5.5, 6.2), row("lo", "quartets", "fluidr3+fx", 1.0, 1.0),
+            row("lo", "quartets", "salamander+fx", 0.0, 3.0), row("lo", "chorales", "salamander", 9.0, 9.0),
+            row("new", "quartets", "salamander", 6.0, 6.0)]
+    heldout = bench.parse_heldout(["lo=salamander", "lo=salamander+fx"], ["lo", "new"],
+                                  ["fluidr3", "csound", "salamander", "fluidr3+fx", "salamander+fx"])
+    assert heldout == {"lo": {"salamander", "salamander+fx"}}
+    summary = {(r["kind"], r["heldout"]): r for r in bench.heldout_rows(rows, heldout)}
+    assert set(summary) == {("quartets", "salamander"), ("quartets", "salamander+fx"), ("chorales", "salamander")}
+    dry = summary["quartets", "salamander"]
+    # seen = mean of the dry rows fluidr3 (7, 7) and csound (5, 6) = (6, 6.5); the +fx rows are left out
+    assert dry["seen"] == "fluidr3 csound"
+    assert (dry["seen_piano"], dry["seen_violin"]) == (6.0, 6.5)
+    assert dry["gap_piano"] == pytest.approx(-0.5) and dry["gap_violin"] == pytest.approx(-0.3)
+    wet = summary["quartets", "salamander+fx"]
+    assert wet["seen"] == "fluidr3+fx" and (wet["gap_piano"], wet["gap_violin"]) == (-1.0, 2.0)
+    assert np.isnan(summary["chorales", "salamander"]["gap_piano"])      # no seen chorale row
+    text = bench.format_heldout(list(summary.values())).splitlines()
+    # quartets dry: +5.5 / +6.2 >= +4 (met), gap -0.5 / -0.3 (met); +fx: 0.0 < +4 (missed), gap -1.0 (met)
+    assert "met, met" in text[2] and "missed, met" in text[3] and "met, unjudged" in text[4]
+
+
+def test_bad_heldout_is_a_one_line_error(tmp_path):
+    args = ("--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6", "--timbres", "csound",
+            "--output", str(tmp_path))
+    assert_one_line_error(run_script(SCRIPT, *args, "--heldout", "shipped=merlin"), "one of the timbre rows")
+    assert_one_line_error(run_script(SCRIPT, *args, "--heldout", "other=csound"), "one of --priors")
+
+
 def load_bench():
     """The benchmark script as a module (registered first: its dataclasses look their module up)."""
     import importlib.util
