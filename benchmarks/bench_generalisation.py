@@ -50,6 +50,7 @@ from core.errors import UserError, run_main  # noqa: E402
 
 KINDS = {"chorales": ("bach",), "quartets": ("beethoven", "haydn", "mozart"), "tunes": ("ryansMammoth",)}
 FAMILIES = ("fluidr3", "csound", "merlin")
+FX_SUFFIX = "+fx"          # a timbre row rendered with the dataset builder's effects: <name>+fx
 NAMES = ("piano", "violin")
 
 
@@ -113,7 +114,7 @@ def conditions(families, soundfonts, pairs=(), effects=("none",)) -> list[Condit
             raise UserError(f"--pair {item!r} is not NAME=PIANO,VIOLIN (e.g. salamander=salamander,csound:40)")
         timbres.parse_timbres([piano], "piano"), timbres.parse_timbres([violin], "violin")
         out.append(Condition(name, timbres.resolved_spec(piano), timbres.resolved_spec(violin)))
-    return [c if preset == "none" else dataclasses.replace(c, name=f"{c.name}+fx", effects=preset)
+    return [c if preset == "none" else dataclasses.replace(c, name=f"{c.name}{FX_SUFFIX}", effects=preset)
             for preset in dict.fromkeys(effects) for c in out]
 
 
@@ -257,9 +258,9 @@ def heldout_rows(rows: list[dict], heldout: dict[str, set[str]]) -> list[dict]:
     for r in rows:
         if r["timbre"] not in heldout.get(r["priors"], ()):
             continue
-        fx = r["timbre"].endswith("+fx")
+        fx = r["timbre"].endswith(FX_SUFFIX)
         seen = [s for s in rows if s["priors"] == r["priors"] and s["kind"] == r["kind"]
-                and s["timbre"] not in heldout[r["priors"]] and s["timbre"].endswith("+fx") == fx]
+                and s["timbre"] not in heldout[r["priors"]] and s["timbre"].endswith(FX_SUFFIX) == fx]
         row = {"priors": r["priors"], "kind": r["kind"], "heldout": r["timbre"], "songs": r["songs"],
                "seen": " ".join(s["timbre"] for s in seen)}
         for source in NAMES:
@@ -307,6 +308,9 @@ def main(argv=None) -> int:
         prior_sets[name] = Path(folder)
     if args.seconds <= 0 or args.songs_per_kind < 1:
         raise UserError("--seconds and --songs_per_kind must be positive")
+    # the timbre rows and --heldout are checked before the output folder is made and the corpus is listed
+    timbre_rows = conditions(args.timbres, args.soundfont, args.pair, args.effects)
+    heldout = parse_heldout(args.heldout, list(prior_sets), [c.name for c in timbre_rows])
     index, count = parse_shard(args.shard)
     mine = [] if args.table_only else list(prior_sets)[index - 1::count]
     output = Path(args.output)
@@ -314,8 +318,6 @@ def main(argv=None) -> int:
     quiet_music21()
     pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
     logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
-    timbre_rows = conditions(args.timbres, args.soundfont, args.pair, args.effects)
-    heldout = parse_heldout(args.heldout, list(prior_sets), [c.name for c in timbre_rows])
     songs_by_condition = {c.name: render(pieces, c, args.seconds, output, rendered_only=args.table_only)
                           for c in timbre_rows}
     results = {}
