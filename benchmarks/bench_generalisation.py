@@ -223,15 +223,19 @@ def _widths(rows: list[dict], timbre_key: str) -> tuple[int, int]:
     return (max([10] + [len(r["priors"]) + 1 for r in rows]), max([12] + [len(r[timbre_key]) + 1 for r in rows]))
 
 
+def _pair(row: dict, key: str, sign: str = "") -> str:
+    """``row[key_piano]/row[key_violin]`` in dB with two decimals (``sign="+"``: signed)."""
+    return f"{row[key + '_piano']:{sign}6.2f}/{row[key + '_violin']:<{sign}6.2f}"
+
+
 def format_rows(rows: list[dict]) -> str:
     wp, wt = _widths(rows, "timbre")
     header = (f"{'priors':<{wp}}{'kind':<10}{'timbre':<{wt}}{'songs':>5}  {'gain p/v':>13}  {'BASIS p/v':>13}  "
               f"{'mixture p/v':>13}  {'IRM p/v':>13}")
     lines = ["SDR (dB): median over 1 s frames, mean over songs; gain = BASIS - mixture baseline", header]
     for r in rows:
-        pair = lambda key: f"{r[key + '_piano']:6.2f}/{r[key + '_violin']:<6.2f}"  # noqa: E731
-        lines.append(f"{r['priors']:<{wp}}{r['kind']:<10}{r['timbre']:<{wt}}{r['songs']:>5}  {pair('gain'):>13}  "
-                     f"{pair('BASIS'):>13}  {pair('mixture'):>13}  {pair('IRM'):>13}")
+        lines.append(f"{r['priors']:<{wp}}{r['kind']:<10}{r['timbre']:<{wt}}{r['songs']:>5}  {_pair(r, 'gain'):>13}  "
+                     f"{_pair(r, 'BASIS'):>13}  {_pair(r, 'mixture'):>13}  {_pair(r, 'IRM'):>13}")
     return "\n".join(lines)
 
 
@@ -279,13 +283,12 @@ def format_heldout(rows: list[dict]) -> str:
              f"{'priors':<{wp}}{'kind':<10}{'held out':<{wt}}{'songs':>5}  {'held out p/v':>13}  {'seen p/v':>13}  "
              f"{'gap p/v':>13}  verdicts (+{HELDOUT_GAIN_DB:g} dB, gap)  seen rows"]
     for r in rows:
-        pair = lambda key: f"{r[key + '_piano']:+6.2f}/{r[key + '_violin']:<+6.2f}"  # noqa: E731
         gain_met = all(r[f"heldout_{s}"] >= HELDOUT_GAIN_DB for s in NAMES)
         gaps = [r[f"gap_{s}"] for s in NAMES]
         gap = "unjudged" if any(math.isnan(g) for g in gaps) else ("met" if min(gaps) >= -HELDOUT_GAP_DB else "missed")
-        lines.append(f"{r['priors']:<{wp}}{r['kind']:<10}{r['heldout']:<{wt}}{r['songs']:>5}  {pair('heldout'):>13}  "
-                     f"{pair('seen'):>13}  {pair('gap'):>13}  {'met' if gain_met else 'missed':>6}, {gap:<8}  "
-                     f"{r['seen'] or '-'}")
+        lines.append(f"{r['priors']:<{wp}}{r['kind']:<10}{r['heldout']:<{wt}}{r['songs']:>5}  "
+                     f"{_pair(r, 'heldout', '+'):>13}  {_pair(r, 'seen', '+'):>13}  {_pair(r, 'gap', '+'):>13}  "
+                     f"{'met' if gain_met else 'missed':>6}, {gap:<8}  {r['seen'] or '-'}")
     return "\n".join(lines)
 
 
