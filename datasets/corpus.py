@@ -34,6 +34,15 @@ SAME_MELODY_GROUPS = (
 )
 _SPLIT_KEY = {name: group[0] for group in SAME_MELODY_GROUPS for name in group}
 
+#: Corpus folders whose abc files number their tunes across the whole collection: ``X:`` is the tune's number in
+#: the printed book (O'Neill's "Music of Ireland", 1850), and files overlap (the same tunes transcribed twice, e.g.
+#: ``0732-0758_bs.abc`` and ``0732-0758_mh.abc``). A tune is keyed by that number (``"oneills1850/732"``) and
+#: taken from the first file holding it, so a tune stored twice is one piece. In other folders an abc file's
+#: numbers are its own (essenFolksong restarts at 1 in every file): the key is ``"<file key>/<number>"``.
+NUMBERED_COLLECTIONS = ("oneills1850",)
+
+_TUNE_NUMBER = re.compile(r"^X:[ \t]*(\d+)", re.MULTILINE)
+
 
 @dataclasses.dataclass(frozen=True)
 class CorpusPiece:
@@ -43,11 +52,17 @@ class CorpusPiece:
         key: corpus path without extension, e.g. ``"bach/bwv66.6"`` (what ``music21.corpus.parse`` accepts).
         corpus_path: corpus path with extension, e.g. ``"bach/bwv66.6.mxl"``.
         path: the file on disk.
+        number: for one tune of an abc file holding several (a collection), its ``X:`` number (what
+            ``music21.converter.parse(path, number=...)`` takes); None for a file holding one score. Such a
+            tune's key is ``"<collection>/<number>"`` or ``"<file key>/<number>"`` (see
+            :data:`NUMBERED_COLLECTIONS`) and its corpus_path ``"<file>#<number>"``.
     """
 
     key: str
     corpus_path: str
     path: Path
+    number: int | None = None
+
 
     @property
     def name(self) -> str:
@@ -64,10 +79,18 @@ def piece_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", key.replace("/", "_"))
 
 
+def tune_numbers(path: str | Path) -> list[int]:
+    """The ``X:`` reference numbers of an abc file, in file order, each once (one tune per number)."""
+    text = Path(path).read_text(encoding="latin-1")
+    return list(dict.fromkeys(int(n) for n in _TUNE_NUMBER.findall(text)))
+
+
 def list_corpus_pieces(composers: Sequence[str]) -> list[CorpusPiece]:
     """The scores of ``composers`` in music21's corpus, one per piece, sorted by key.
 
     A piece stored in two formats is listed once (see :data:`SCORE_EXTENSIONS`); analyses (.rntxt) are left out.
+    An abc file holding several tunes (a collection such as oneills1850 or essenFolksong) is listed as one piece
+    per tune (see :class:`CorpusPiece` and :data:`NUMBERED_COLLECTIONS`).
 
     Raises:
         UserError: a composer has no score in the corpus.
@@ -77,7 +100,7 @@ def list_corpus_pieces(composers: Sequence[str]) -> list[CorpusPiece]:
     root = Path(common.getCorpusFilePath())
     by_key: dict[str, CorpusPiece] = {}
     for composer in composers:
-        paths = [Path(p) for p in corpus.getComposer(composer) if Path(p).suffix.lower() in SCORE_EXTENSIONS]
+        paths = sorted(Path(p) for p in corpus.getComposer(composer) if Path(p).suffix.lower() in SCORE_EXTENSIONS)
         if not paths:
             raise UserError(f"music21's corpus has no scores by {composer!r}; try e.g. "
                             f"--composers {' '.join(DEFAULT_COMPOSERS)}")
@@ -87,6 +110,12 @@ def list_corpus_pieces(composers: Sequence[str]) -> list[CorpusPiece]:
             except ValueError:       # a corpus registered outside the core one
                 relative = f"{composer}/{path.name}"
             key = relative.rsplit(".", 1)[0]
+            numbers = tune_numbers(path) if path.suffix.lower() == ".abc" else []
+            if len(numbers) > 1 or (numbers and composer in NUMBERED_COLLECTIONS):
+                for number in numbers:
+                    tune_key = f"{composer}/{number}" if composer in NUMBERED_COLLECTIONS else f"{key}/{number}"
+                    by_key.setdefault(tune_key, CorpusPiece(tune_key, f"{relative}#{number}", path, number))
+                continue
             old = by_key.get(key)
             rank = SCORE_EXTENSIONS.index(path.suffix.lower())
             if old is None or rank < SCORE_EXTENSIONS.index(old.path.suffix.lower()):

@@ -189,7 +189,8 @@ def build_piece(piece: CorpusPiece, output: str, options: RenderOptions) -> dict
     programs = {name: timbres.parse_timbre(style[name]["timbre"]).program for name in INSTRUMENTS}
     try:
         score, info = load_score(piece.path, options.tempo, style["tempo_factor"],
-                                 np.random.default_rng(style["accompaniment_seed"]) if options.accompany else None)
+                                 np.random.default_rng(style["accompaniment_seed"]) if options.accompany else None,
+                                 number=piece.number)
         if options.max_piece_minutes > 0:
             truncate_score(score, options.max_piece_minutes * 60.0)
         violin_smf, piano_smf, midi_length = score_to_duo_midi(

@@ -46,13 +46,14 @@ def melody_fingerprint(part) -> str:
 
 
 def load_score(path: str | os.PathLike, default_tempo: float, tempo_factor: float = 1.0,
-               accompany: np.random.Generator | None = None):
+               accompany: np.random.Generator | None = None, number: int | None = None):
     """Parse a score, expand its repeats and make sure it has a tempo.
 
     Metronome marks without a usable number are dropped; a score with no usable mark at its start gets
     ``default_tempo`` (quarter notes per minute) at offset 0. Every mark is then scaled by ``tempo_factor``
     (tempo humanisation: 1.1 plays the piece 10 % faster). With ``accompany`` (a generator), a single-line score
     gets a piano accompaniment (:func:`datasets.accompaniment.add_accompaniment`) instead of being skipped.
+    ``number`` picks one tune (its ``X:`` number) of an abc file holding several.
 
     Returns:
         (score, info): the expanded music21 Score and a dict with ``parts`` (count), ``melody_part`` (index
@@ -63,7 +64,7 @@ def load_score(path: str | os.PathLike, default_tempo: float, tempo_factor: floa
     from music21 import converter, tempo
 
     try:
-        score = converter.parse(str(path))
+        score = converter.parse(str(path)) if number is None else converter.parse(str(path), number=number)
     except Exception as err:
         raise SkipPiece(f"music21 cannot parse it ({one_line(err)})") from None
     parts = list(getattr(score, "parts", []))

@@ -104,6 +104,35 @@ def test_pieces_with_the_same_melody_share_a_split():
             assert len({md.split_of(k, fraction) for k in group}) == 1, group
 
 
+def test_abc_collections_are_listed_one_piece_per_tune():
+    import re
+
+    from music21 import converter
+
+    # O'Neill's numbers its tunes across the book and stores some twice (0732-0758_bs.abc and _mh.abc, two
+    # transcriptions): each number is one piece, read from the first file; counted here from the files' text.
+    oneills = md.list_corpus_pieces(["oneills1850"])
+    numbers = set()
+    for path in {p.path for p in oneills}:
+        numbers.update(int(n) for n in re.findall(r"^X:\s*(\d+)", path.read_text(encoding="latin-1"), re.M))
+    assert sorted(p.key for p in oneills) == sorted(f"oneills1850/{n}" for n in numbers)
+    tune = {p.key: p for p in oneills}["oneills1850/732"]
+    assert tune.number == 732 and tune.corpus_path == "oneills1850/0732-0758_bs.abc#732"
+    assert tune.name == "oneills1850_732"
+    score = converter.parse(str(tune.path), number=tune.number)
+    assert score.metadata.title == "The Kerry Cobbler" and len(score.parts) == 1     # its T: line
+    from datasets.scores import load_score, melody_fingerprint
+    loaded, info = load_score(tune.path, 90.0, accompany=np.random.default_rng(0), number=tune.number)
+    assert info["melody_fingerprint"] == melody_fingerprint(score.parts[0]) and info["parts"] == 2
+    assert {md.split_of(p.key, 0.2) for p in oneills} == {"train", "test"}
+    # essenFolksong restarts its numbers in every file: a tune is keyed by file and number
+    essen = {p.key for p in md.list_corpus_pieces(["essenFolksong"])}
+    assert {"essenFolksong/han1/5", "essenFolksong/han2/5"} <= essen
+    # one tune per file (ryansMammoth): keys are the file's, as before
+    ryans = md.list_corpus_pieces(["ryansMammoth"])
+    assert all(p.number is None and p.corpus_path == p.key + ".abc" for p in ryans)
+
+
 def test_corpus_holds_more_than_two_hours_of_music():
     # Independent estimate without rendering: quarter notes of every chorale (repeats not expanded) at the
     # default 90 per minute, which is below the real length (repeats add to it) for the chorales alone.
