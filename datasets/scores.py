@@ -67,6 +67,7 @@ def load_score(path: str | os.PathLike, default_tempo: float, tempo_factor: floa
         score = converter.parse(str(path)) if number is None else converter.parse(str(path), number=number)
     except Exception as err:
         raise SkipPiece(f"music21 cannot parse it ({one_line(err)})") from None
+    unshare_time_signatures(score)
     parts = list(getattr(score, "parts", []))
     if len(parts) < (1 if accompany is not None else 2):
         raise SkipPiece(f"it has {len(parts)} part(s), a duo needs at least 2 (single lines: --accompany)")
@@ -102,6 +103,22 @@ def load_score(path: str | os.PathLike, default_tempo: float, tempo_factor: floa
     if accompaniment is not None:
         info["accompaniment"] = accompaniment
     return expanded, info
+
+
+def unshare_time_signatures(score) -> None:
+    """Give every measure its own TimeSignature object (in place).
+
+    music21's abc reader can put one TimeSignature object into two measures (tunes of oneills1850 with a meter
+    change); its MIDI writer then fails ("already found in this Stream"). The second measure gets an equal copy.
+    """
+    from music21 import meter, stream
+
+    seen: set[int] = set()
+    for measure in score.recurse().getElementsByClass(stream.Measure):
+        for signature in list(measure.getElementsByClass(meter.TimeSignature)):
+            if id(signature) in seen:
+                measure.replace(signature, meter.TimeSignature(signature.ratioString))
+            seen.add(id(signature))
 
 
 def truncate_score(score, max_seconds: float) -> bool:

@@ -133,6 +133,26 @@ def test_abc_collections_are_listed_one_piece_per_tune():
     assert all(p.number is None and p.corpus_path == p.key + ".abc" for p in ryans)
 
 
+def test_a_tune_whose_measures_share_a_time_signature_becomes_midi():
+    # music21's abc reader puts one TimeSignature object into two measures of O'Neill's tune 1 (its MIDI writer
+    # then fails); the loaded score must still become a duo, the violin playing every melody note.
+    from music21 import converter, meter, stream
+
+    from datasets.scores import load_score, midi_notes, score_to_duo_midi
+
+    tune = md.find_corpus_pieces(["oneills1850/1"])[0]
+    raw = converter.parse(str(tune.path), number=tune.number)
+    signatures = [id(t) for m in raw.recurse().getElementsByClass(stream.Measure)
+                  for t in m.getElementsByClass(meter.TimeSignature)]
+    assert len(signatures) > len(set(signatures))          # the case this test is about
+    score, info = load_score(tune.path, 90.0, accompany=np.random.default_rng(0), number=tune.number)
+    violin, piano, seconds = score_to_duo_midi(score, info["melody_part"][0])
+    melody = [n for n in score.parts[info["melody_part"][0]].flatten().notes
+              if n.tie is None or n.tie.type == "start"]
+    assert len(midi_notes(violin)) == sum(len(n.pitches) for n in melody) > 0
+    assert len(midi_notes(piano)) > 0 and seconds > 10
+
+
 def test_corpus_holds_more_than_two_hours_of_music():
     # Independent estimate without rendering: quarter notes of every chorale (repeats not expanded) at the
     # default 90 per minute, which is below the real length (repeats add to it) for the chorales alone.
