@@ -67,9 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="stop after N pieces (skipped scores do not count) (default: no limit)")
     parser.add_argument("--composers", nargs="+", default=list(md.DEFAULT_COMPOSERS), metavar="NAME",
                         help=f"composers of music21's corpus to take scores from (default: "
-                             f"{' '.join(md.DEFAULT_COMPOSERS)}; others: e.g. handel schubert monteverdi palestrina, and the "
-                             f"single-line collections ryansMammoth oneills1850 essenFolksong, one piece per tune, "
-                             f"with --accompany)")
+                             f"{' '.join(md.DEFAULT_COMPOSERS)}; others: e.g. handel schubert monteverdi "
+                             f"palestrina, and the single-line collections ryansMammoth oneills1850 essenFolksong, "
+                             f"one piece per tune, with --accompany)")
     parser.add_argument("--pieces", nargs="+", default=[], metavar="KEY",
                         help="build exactly these corpus pieces, in this order, e.g. bach/bwv66.6 oneills1850/732 "
                              "haydn/opus1no1/movement1 (instead of all pieces of --composers)")

@@ -63,7 +63,6 @@ class CorpusPiece:
     path: Path
     number: int | None = None
 
-
     @property
     def name(self) -> str:
         """File-system name of the piece, e.g. ``"bach_bwv66.6"`` (folder and tfrecord names)."""
