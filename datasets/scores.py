@@ -64,7 +64,7 @@ def load_score(path: str | os.PathLike, default_tempo: float, tempo_factor: floa
     from music21 import converter, tempo
 
     try:
-        score = converter.parse(str(path)) if number is None else converter.parse(str(path), number=number)
+        score = converter.parse(str(path), number=number)      # number=None (its default): the whole file
     except Exception as err:
         raise SkipPiece(f"music21 cannot parse it ({one_line(err)})") from None
     unshare_time_signatures(score)
