@@ -53,6 +53,8 @@ class Config:
                                          "(0: none)")
     augment_tilt_db: float = _field(0.0, "training only: a random smooth curve over the mel bands, at most this "
                                          "many dB, added per spectrogram (0: none)")
+    augment_peak_db: float = _field(0.0, "training only: 3 random narrow resonances (peaks or notches, 1-3 mel "
+                                         "bands wide) of at most this many dB each, added per spectrogram (0: none)")
 
     # --- spectrogram parameters (docs/algorithms.md §1) ---------------------------------------------------------------
     sample_rate: int = _field(16000, "audio sample rate, Hz")

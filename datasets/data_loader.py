@@ -206,21 +206,51 @@ def _uniform_draws(key=None, seed=None):
 class SpectrogramAugment:
     """Random timbre and level changes of stored spectrograms, for training (never applied to test data).
 
-    Per spectrogram, a gain drawn uniformly in ``[-gain_db, gain_db]`` and a smooth curve over the mel bands,
-    ``c(m) = sum_k a_k cos(pi k m / (M - 1))`` for k = 1..``n_cosines`` with ``a_k`` uniform in
-    ``[-1, 1] * tilt_db / n_cosines`` (so ``|c| <= tilt_db``), are added in dB (a power spectrogram is multiplied
-    by ``10^((gain + c) / 10)``). Bins at the floor (silence) stay at the floor; the result is clipped to the
-    scale's range, so it stays a valid spectrogram.
+    Per spectrogram, three changes over the mel bands m = 0..M-1 are drawn and added in dB (a power spectrogram is
+    multiplied by ``10^(change / 10)``), the same in every frame:
+
+    * a gain, uniform in ``[-gain_db, gain_db]``;
+    * a smooth curve ``c(m) = sum_k a_k cos(pi k m / (M - 1))``, k = 1..``n_cosines``, ``a_k`` uniform in
+      ``[-1, 1] * tilt_db / n_cosines`` (so ``|c| <= tilt_db``): spectral tilt and broad EQ;
+    * ``n_peaks`` resonances ``r(m) = sum_j b_j exp(-(m - m_j)^2 / (2 w_j^2))``, centres ``m_j`` uniform in
+      ``[0, M - 1]``, widths ``w_j`` uniform in ``peak_width_bands`` (mel bands), heights ``b_j`` uniform in
+      ``[-peak_db, peak_db]`` (so ``|r| <= n_peaks * peak_db``): the narrow body resonances and anti-resonances in
+      which one instrument maker's violin (or one sample bank's) differs from another's.
+
+    Bins at the floor (silence) stay at the floor; the result is clipped to the scale's range, so it stays a valid
+    spectrogram. Each change draws from its own random stream, so adding one leaves the others' draws unchanged.
     """
 
     gain_db: float = 0.0
     tilt_db: float = 0.0
+    peak_db: float = 0.0
     n_cosines: int = 4
+    n_peaks: int = 3
+    peak_width_bands: tuple[float, float] = (1.0, 3.0)
     params: SpectrogramParams = SpectrogramParams()
 
     @property
     def active(self) -> bool:
-        return self.gain_db > 0 or self.tilt_db > 0
+        return self.gain_db > 0 or self.tilt_db > 0 or self.peak_db > 0
+
+    def change_db(self, batch, n_mels, uniform):
+        """The change in dB, (batch, n_mels) float32 tensor, from ``uniform(shape, low, high, stream)`` draws."""
+        tf = import_tensorflow()
+
+        gain = uniform([batch, 1], -self.gain_db, self.gain_db, 0)
+        k = tf.range(1, self.n_cosines + 1, dtype=tf.float32)
+        m = tf.cast(tf.range(n_mels), tf.float32)
+        m_unit = m / tf.cast(tf.maximum(n_mels - 1, 1), tf.float32)
+        basis = tf.cos(np.pi * k[:, None] * m_unit[None, :])                             # (K, n_mels)
+        amplitude = uniform([batch, self.n_cosines], -1.0, 1.0, 1) * (self.tilt_db / self.n_cosines)
+        change = gain + tf.matmul(amplitude, basis)
+        if self.peak_db > 0:
+            centre = uniform([batch, self.n_peaks, 1], 0.0, 1.0, 2) * tf.cast(n_mels - 1, tf.float32)
+            width = uniform([batch, self.n_peaks, 1], *self.peak_width_bands, 3)
+            height = uniform([batch, self.n_peaks, 1], -self.peak_db, self.peak_db, 4)
+            bumps = height * tf.exp(-0.5 * tf.square((m[None, None, :] - centre) / width))  # (batch, J, n_mels)
+            change = change + tf.reduce_sum(bumps, axis=1)
+        return change
 
     def __call__(self, spectrograms, scale: str = "dB", seed=None, key=None):
         """(batch, n_mels, frames) dB or power (tf) -> the same shape and scale, augmented.
@@ -231,13 +261,7 @@ class SpectrogramAugment:
         tf = import_tensorflow()
 
         batch, n_mels = tf.shape(spectrograms)[0], tf.shape(spectrograms)[1]
-        uniform = _uniform_draws(key, seed)
-        gain = uniform([batch, 1], -self.gain_db, self.gain_db, 0)
-        k = tf.range(1, self.n_cosines + 1, dtype=tf.float32)
-        m = tf.cast(tf.range(n_mels), tf.float32) / tf.cast(tf.maximum(n_mels - 1, 1), tf.float32)
-        basis = tf.cos(np.pi * k[:, None] * m[None, :])                                  # (K, n_mels)
-        amplitude = uniform([batch, self.n_cosines], -1.0, 1.0, 1) * (self.tilt_db / self.n_cosines)
-        change_db = (gain + tf.matmul(amplitude, basis))[:, :, None]                      # (batch, n_mels, 1)
+        change_db = self.change_db(batch, n_mels, _uniform_draws(key, seed))[:, :, None]  # (batch, n_mels, 1)
         p = self.params
         if scale == "dB":
             changed = tf.clip_by_value(spectrograms + change_db, p.db_min, p.db_max)

@@ -84,7 +84,7 @@ def prepare_training(args: argparse.Namespace, required: Iterable[str], centered
     else:
         channels = 1
         augment = SpectrogramAugment(gain_db=config.augment_gain_db, tilt_db=config.augment_tilt_db,
-                                     params=config.spectrogram_params())
+                                     peak_db=config.augment_peak_db, params=config.spectrogram_params())
         data = load_source_data(dataset, config.batch_size, scaling, (config.height, config.width),
                                 strategy=strategy, seed=args.seed, augment=augment)
     output = Path(args.output)

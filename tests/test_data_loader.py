@@ -316,9 +316,39 @@ def test_augmentation_is_a_bounded_smooth_curve_plus_gain_and_keeps_the_floor():
     assert np.all(np.abs(change_power) <= 7.0 + 1e-3)
 
 
+def test_resonances_are_narrow_gaussian_bumps_drawn_on_their_own_stream():
+    from core import import_tensorflow
+
+    tf = import_tensorflow()
+    spectrograms = np.random.default_rng(1).uniform(-60, 0, (32, *SHAPE)).astype(np.float32)
+    key = tf.constant(7, tf.int64)
+    plain = dl.SpectrogramAugment(gain_db=3.0, tilt_db=4.0)
+    one = dl.SpectrogramAugment(gain_db=3.0, tilt_db=4.0, peak_db=6.0, n_peaks=1)
+    three = dl.SpectrogramAugment(gain_db=3.0, tilt_db=4.0, peak_db=6.0)
+    before = plain(tf.constant(spectrograms), "dB", key=key).numpy()
+    bump = (one(tf.constant(spectrograms), "dB", key=key).numpy() - before)[:, :, 0]    # gain and curve: same draws
+    # one resonance b exp(-(m - c)^2 / (2 w^2)): log|bump| is a parabola in m with m^2 coefficient -1 / (2 w^2)
+    m = np.arange(SHAPE[0], dtype=np.float64)
+    for row in bump:
+        assert 0 < np.max(np.abs(row)) <= 6.0 + 1e-4 and (np.all(row >= -1e-4) or np.all(row <= 1e-4))
+        fit = np.abs(row) > 0.05                                     # float32 resolution: the bump's core only
+        if fit.sum() < 4:                                            # a tiny height: too few bands to fit
+            continue
+        coeffs = np.polyfit(m[fit], np.log(np.abs(row[fit])), 2)
+        assert np.max(np.abs(np.polyval(coeffs, m[fit]) - np.log(np.abs(row[fit])))) < 0.05
+        assert 1.0 - 0.05 <= (-0.5 / coeffs[0]) ** 0.5 <= 3.0 + 0.05
+    bumps = (three(tf.constant(spectrograms), "dB", key=key).numpy() - before)[:, :, 0]
+    assert np.all(np.abs(bumps) <= 3 * 6.0 + 1e-4) and np.std(bumps) > 0.5
+    # narrow: the sum exceeds 0.6 dB only where one bump exceeds 0.2 dB, within 3 sqrt(2 ln 30) = 7.8 bands of its
+    # centre (16 bands each); a smooth curve over all 96 bands would not
+    assert np.all((np.abs(bumps) > 0.6).sum(axis=1) <= 3 * 16)
+    np.testing.assert_allclose(three(tf.constant(spectrograms), "dB", key=key).numpy() - before,
+                               np.repeat(bumps[:, :, None], SHAPE[1], axis=2), atol=1e-4)   # same in every frame
+
+
 def test_augmentation_applies_to_training_batches_only(tmp_path):
     written = make_source_dataset(tmp_path / "piano")
-    augment = dl.SpectrogramAugment(gain_db=6.0, tilt_db=6.0)
+    augment = dl.SpectrogramAugment(gain_db=6.0, tilt_db=6.0, peak_db=6.0)
     data = dl.load_source_data(tmp_path / "piano", batch_size=7, scaling=dl.Scaling("dB"), shape=SHAPE, seed=1,
                                augment=augment)
     test = collect(data.test)
