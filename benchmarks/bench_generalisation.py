@@ -11,7 +11,8 @@ mixture baseline (each source = mixture / 2) and the IRM oracle.
 
 Reported per (kind, timbre) row and per prior set: the SDR of BASIS, the mixture baseline and the IRM for piano and
 violin, and the gain of BASIS over the baseline, each the median over 1 s frames of a song, then the mean over
-songs. Which timbres count as "seen" depends on the prior set: the table names the families, RESULTS.md says which
+songs (with ``--seeds``, BASIS's per-song SDR is first averaged over the Langevin seeds: on 20 s excerpts one
+seed can move a song by several dB). Which timbres count as "seen" depends on the prior set: the table names the families, RESULTS.md says which
 each set was trained on. A timbre that no prior set ever saw is given with ``--soundfont PATH`` (a General MIDI
 .sf2; row ``sf:<stem>``); for leave-one-timbre-out, train a prior set without one family (``build_midi_dataset.py
 --piano_timbres`` / ``--violin_timbres``), name the row it never heard with ``--heldout NAME=ROW``, and read the
@@ -22,7 +23,8 @@ the goals of this work (held-out row >= +4 dB over the baseline, and no more tha
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
         [--seconds 20] [--effects none default] [--pair salamander=salamander,fluidr3:40] \\
-        [--heldout NAME=ROW] [--T 20 --step_lr 5e-5 ...] [--output data/bench_generalisation] [--shard 1/2]
+        [--heldout NAME=ROW] [--T 20 --step_lr 5e-5 ...] [--seeds 0 1 2] [--output data/bench_generalisation] \
+        [--shard 1/2]
 
 A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
 separation settings are those of ``DIR/piano/config.yml`` except the sampler keys given as flags (``--T``,
@@ -81,6 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "(default: none)")
     add_key_arguments(parser.add_argument_group("BASIS sampler (default: each prior set's piano/config.yml)"),
                       SAMPLER_KEYS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                        help="Langevin seeds: every excerpt is separated once per seed and BASIS's per-song SDR "
+                             "averaged over them, to tell a prior's effect from the sampler's noise (default: 0; "
+                             "seed s > 0 is kept in separated/NAME@seed<s>)")
     parser.add_argument("--output", default="data/bench_generalisation", help="work and result folder (default: data/bench_generalisation)")
     parser.add_argument("--shard", default=None, metavar="i/n", help="only the i-th of n prior sets (then table all)")
     parser.add_argument("--table_only", action="store_true",
@@ -169,9 +175,10 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
     return songs
 
 
-def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: dict, progress: bool) -> None:
-    """Separate and score the songs with one prior set and the sampler keys in ``overrides`` (songs done already
-    are skipped)."""
+def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: dict, progress: bool,
+             seed: int = 0) -> None:
+    """Separate and score the songs with one prior set, the sampler keys in ``overrides`` and the Langevin ``seed``
+    (songs done already are skipped)."""
     from core.config import load_config
     from separation import song_folders
 
@@ -179,7 +186,8 @@ def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: di
     n_segments = max(1, math.ceil(seconds * config.sample_rate / config.segment_samples - 1e-9))
     paths = [str(prior_dir / name) for name in NAMES]
     folders = [song for _, song in songs]
-    song_folders.separate_songs(folders, paths, config, output, NAMES, "ncsn", n_segments, progress=progress)
+    song_folders.separate_songs(folders, paths, config, output, NAMES, "ncsn", n_segments, seed=seed,
+                                progress=progress)
 
 
 def finished_scores(output: Path, songs) -> dict:
@@ -191,8 +199,32 @@ def finished_scores(output: Path, songs) -> dict:
     return {s.name: {m: scores[m][s.name] for m in scores if s.name in scores[m]} for s in folders}
 
 
+def separated_folder(output: Path, name: str, condition: str, seed: int) -> Path:
+    """Where prior set ``name`` keeps its separations of one timbre row with one Langevin seed."""
+    return output / "separated" / (name if seed == 0 else f"{name}@seed{seed}") / folder_name(condition)
+
+
+def song_sdrs(scores_by_seed: list[dict]) -> dict:
+    """{song: {method: {source: SDR}}}, the per-song median SDR over 1 s frames, from one :func:`finished_scores`
+    dict per seed: BASIS averaged over the seeds (a song counts once every seed has scored it), the mixture and
+    IRM baselines (which do not depend on the seed) from the first."""
+    import numpy as np
+
+    first, out = scores_by_seed[0], {}
+    for song, by_method in first.items():
+        if not all("BASIS" in scores.get(song, {}) for scores in scores_by_seed):
+            out[song] = {}
+            continue
+        out[song] = {method: {source: by_method[method].medians()[source]["SDR"] for source in NAMES}
+                     for method in by_method if method != "BASIS"}
+        out[song]["BASIS"] = {source: float(np.mean([scores[song]["BASIS"].medians()[source]["SDR"]
+                                                     for scores in scores_by_seed])) for source in NAMES}
+    return out
+
+
 def table_rows(results: dict, songs_by_condition: dict) -> list[dict]:
-    """One row per (prior set, kind, timbre): mean over songs of the per-song median SDR per method and source."""
+    """One row per (prior set, kind, timbre): mean over songs of the per-song SDR (:func:`song_sdrs`) per method
+    and source."""
     import numpy as np
 
     rows = []
@@ -208,8 +240,7 @@ def table_rows(results: dict, songs_by_condition: dict) -> list[dict]:
                 row = {"priors": prior_name, "kind": kind, "timbre": condition, "songs": len(names)}
                 for method in ("BASIS", "mixture", "IRM"):
                     for source in NAMES:
-                        values = [by_song[n][method].medians()[source]["SDR"] for n in names
-                                  if method in by_song.get(n, {})]
+                        values = [by_song[n][method][source] for n in names if method in by_song.get(n, {})]
                         values = [v for v in values if np.isfinite(v)]
                         row[f"{method}_{source}"] = float(np.mean(values)) if values else float("nan")
                 for source in NAMES:
@@ -311,6 +342,8 @@ def main(argv=None) -> int:
         prior_sets[name] = Path(folder)
     if args.seconds <= 0 or args.songs_per_kind < 1:
         raise UserError("--seconds and --songs_per_kind must be positive")
+    if min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds):
+        raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: give distinct seeds >= 0 (e.g. --seeds 0 1 2)")
     # the timbre rows and --heldout are checked before the output folder is made and the corpus is listed
     timbre_rows = conditions(args.timbres, args.soundfont, args.pair, args.effects)
     heldout = parse_heldout(args.heldout, list(prior_sets), [c.name for c in timbre_rows])
@@ -327,12 +360,15 @@ def main(argv=None) -> int:
     for name, folder in prior_sets.items():
         results[name] = {}
         for condition, songs in songs_by_condition.items():
-            out = output / "separated" / name / folder_name(condition)
-            if name in mine:
-                logger.info("priors %s, timbre %s: %d songs", name, condition, len(songs))
-                separate(folder, songs, out, args.seconds, config_overrides(args), not args.no_progress)
-            # this run's separations, or what another shard (or an earlier run) has finished
-            results[name][condition] = finished_scores(out, songs)
+            by_seed = []
+            for seed in args.seeds:
+                out = separated_folder(output, name, condition, seed)
+                if name in mine:
+                    logger.info("priors %s, timbre %s, seed %d: %d songs", name, condition, seed, len(songs))
+                    separate(folder, songs, out, args.seconds, config_overrides(args), not args.no_progress, seed)
+                # this run's separations, or what another shard (or an earlier run) has finished
+                by_seed.append(finished_scores(out, songs))
+            results[name][condition] = song_sdrs(by_seed)
     rows = table_rows(results, songs_by_condition)
     pd.DataFrame(rows).to_csv(output / "generalisation.csv", index=False)
     (output / "generalisation.json").write_text(json.dumps(rows, indent=1) + "\n")

@@ -128,3 +128,35 @@ def load_bench():
     module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
     spec.loader.exec_module(module)
     return module
+
+
+def test_seeds_average_basis_per_song_and_leave_the_baselines_alone():
+    bench = load_bench()
+
+    class Medians:                      # what finished_scores holds per method: Scores with .medians()
+        def __init__(self, piano, violin):
+            self.values = {"piano": {"SDR": piano}, "violin": {"SDR": violin}}
+
+        def medians(self):
+            return self.values
+
+    seed0 = {"a": {"BASIS": Medians(8.0, 6.0), "mixture": Medians(2.0, 3.0), "IRM": Medians(15.0, 16.0)},
+             "b": {"BASIS": Medians(4.0, 4.0), "mixture": Medians(1.0, 1.0), "IRM": Medians(10.0, 10.0)}}
+    seed1 = {"a": {"BASIS": Medians(6.0, 2.0), "mixture": Medians(2.0, 3.0), "IRM": Medians(15.0, 16.0)},
+             "b": {}}                   # seed 1 has not scored song b yet
+    sdrs = bench.song_sdrs([seed0, seed1])
+    assert sdrs["a"] == {"BASIS": {"piano": 7.0, "violin": 4.0}, "mixture": {"piano": 2.0, "violin": 3.0},
+                         "IRM": {"piano": 15.0, "violin": 16.0}}
+    assert sdrs["b"] == {}              # counted only once every seed has it
+    rows = bench.table_rows({"lo": {"csound": sdrs}}, {"csound": [("chorales", Path("a")), ("chorales", Path("b"))]})
+    assert rows[0]["songs"] == 1 and rows[0]["gain_piano"] == 5.0 and rows[0]["gain_violin"] == 1.0
+    assert bench.song_sdrs([seed0])["b"]["BASIS"] == {"piano": 4.0, "violin": 4.0}
+    assert bench.separated_folder(Path("o"), "lo", "sf:x", 0) == Path("o/separated/lo/sf_x")
+    assert bench.separated_folder(Path("o"), "lo", "sf:x", 2) == Path("o/separated/lo@seed2/sf_x")
+
+
+def test_bad_seeds_are_a_one_line_error(tmp_path):
+    args = ("--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6", "--timbres", "csound",
+            "--output", str(tmp_path))
+    assert_one_line_error(run_script(SCRIPT, *args, "--seeds", "1", "1"), "distinct seeds")
+    assert_one_line_error(run_script(SCRIPT, *args, "--seeds", "-1"), "distinct seeds")
