@@ -10,20 +10,21 @@ prior set separates every excerpt with BASIS (Wiener filter per frame), and BSS 
 mixture baseline (each source = mixture / 2) and the IRM oracle.
 
 Reported per (kind, timbre) row and per prior set: the SDR of BASIS, the mixture baseline and the IRM for piano and
-violin, and the gain of BASIS over the baseline, each the median over 1 s frames of a song, then the mean over
-songs (with ``--seeds``, BASIS's per-song SDR is first averaged over the Langevin seeds: on 20 s excerpts one
-seed can move a song by several dB). Which timbres count as "seen" depends on the prior set: the table names the families, RESULTS.md says which
-each set was trained on. A timbre that no prior set ever saw is given with ``--soundfont PATH`` (a General MIDI
-.sf2; row ``sf:<stem>``); for leave-one-timbre-out, train a prior set without one family (``build_midi_dataset.py
---piano_timbres`` / ``--violin_timbres``), name the row it never heard with ``--heldout NAME=ROW``, and read the
-summary printed under the table: per kind, the gain on that row, the mean gain over the prior set's other rows
-(the timbres it heard; dry rows against dry rows, ``+fx`` rows against ``+fx`` rows) and their difference, with
-the goals of this work (held-out row >= +4 dB over the baseline, and no more than 1 dB below the seen rows).
+violin, and the gain of BASIS over the baseline, each the median over 1 s frames of a song, then the mean over songs
+(with ``--seeds``, BASIS's per-song SDR is first averaged over the Langevin seeds: on 20 s excerpts one seed can
+move a song by several dB). Which timbres count as "seen" depends on the prior set: the table names the families,
+RESULTS.md says which each set was trained on. A timbre that no prior set ever saw is given with ``--soundfont
+PATH`` (a General MIDI .sf2; row ``sf:<stem>``); for leave-one-timbre-out, train a prior set without one family
+(``build_midi_dataset.py --piano_timbres`` / ``--violin_timbres``), name the row it never heard with ``--heldout
+NAME=ROW``, and read the summary printed under the table: per kind, the gain on that row, the mean gain over the
+prior set's other rows (the timbres it heard; dry rows against dry rows, ``+fx`` rows against ``+fx`` rows) and
+their difference, with the goals of this work (held-out row >= +4 dB over the baseline, and no more than 1 dB below
+the seen rows).
 
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
         [--seconds 20] [--effects none default] [--pair salamander=salamander,fluidr3:40] \\
-        [--heldout NAME=ROW] [--T 20 --step_lr 5e-5 ...] [--seeds 0 1 2] [--output data/bench_generalisation] \
+        [--heldout NAME=ROW] [--T 20 --step_lr 5e-5 ...] [--seeds 0 1 2] [--output data/bench_generalisation] \\
         [--shard 1/2]
 
 A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders (as ``pretrained/``); the
