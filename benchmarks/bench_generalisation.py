@@ -211,15 +211,18 @@ def song_sdrs(scores_by_seed: list[dict]) -> dict:
     IRM baselines (which do not depend on the seed) from the first."""
     import numpy as np
 
+    def sdr(scores) -> dict:
+        medians = scores.medians()                     # one pandas median over the frames per Scores
+        return {source: medians[source]["SDR"] for source in NAMES}
+
     first, out = scores_by_seed[0], {}
     for song, by_method in first.items():
         if not all("BASIS" in scores.get(song, {}) for scores in scores_by_seed):
             out[song] = {}
             continue
-        out[song] = {method: {source: by_method[method].medians()[source]["SDR"] for source in NAMES}
-                     for method in by_method if method != "BASIS"}
-        out[song]["BASIS"] = {source: float(np.mean([scores[song]["BASIS"].medians()[source]["SDR"]
-                                                     for scores in scores_by_seed])) for source in NAMES}
+        out[song] = {method: sdr(by_method[method]) for method in by_method if method != "BASIS"}
+        basis = [sdr(scores[song]["BASIS"]) for scores in scores_by_seed]
+        out[song]["BASIS"] = {source: float(np.mean([seed[source] for seed in basis])) for source in NAMES}
     return out
 
 

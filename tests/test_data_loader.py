@@ -337,13 +337,13 @@ def test_resonances_are_narrow_gaussian_bumps_drawn_on_their_own_stream():
         coeffs = np.polyfit(m[fit], np.log(np.abs(row[fit])), 2)
         assert np.max(np.abs(np.polyval(coeffs, m[fit]) - np.log(np.abs(row[fit])))) < 0.05
         assert 1.0 - 0.05 <= (-0.5 / coeffs[0]) ** 0.5 <= 3.0 + 0.05
-    bumps = (three(tf.constant(spectrograms), "dB", key=key).numpy() - before)[:, :, 0]
+    change = three(tf.constant(spectrograms), "dB", key=key).numpy() - before
+    bumps = change[:, :, 0]
     assert np.all(np.abs(bumps) <= 3 * 6.0 + 1e-4) and np.std(bumps) > 0.5
     # narrow: the sum exceeds 0.6 dB only where one bump exceeds 0.2 dB, within 3 sqrt(2 ln 30) = 7.8 bands of its
     # centre (16 bands each); a smooth curve over all 96 bands would not
     assert np.all((np.abs(bumps) > 0.6).sum(axis=1) <= 3 * 16)
-    np.testing.assert_allclose(three(tf.constant(spectrograms), "dB", key=key).numpy() - before,
-                               np.repeat(bumps[:, :, None], SHAPE[1], axis=2), atol=1e-4)   # same in every frame
+    np.testing.assert_allclose(change, np.repeat(bumps[:, :, None], SHAPE[1], axis=2), atol=1e-4)  # every frame
 
 
 def test_augmentation_applies_to_training_batches_only(tmp_path):
