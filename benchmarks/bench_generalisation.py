@@ -177,9 +177,9 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
 
 
 def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: dict, progress: bool,
-             seed: int = 0) -> None:
+             seed: int = 0, bases: dict | None = None) -> None:
     """Separate and score the songs with one prior set, the sampler keys in ``overrides`` and the Langevin ``seed``
-    (songs done already are skipped)."""
+    (songs done already are skipped); ``bases`` keeps the prior set's BASIS for its other rows and seeds."""
     from core.config import load_config
     from separation import song_folders
 
@@ -188,7 +188,7 @@ def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: di
     paths = [str(prior_dir / name) for name in NAMES]
     folders = [song for _, song in songs]
     song_folders.separate_songs(folders, paths, config, output, NAMES, "ncsn", n_segments, seed=seed,
-                                progress=progress)
+                                progress=progress, bases=bases)
 
 
 def finished_scores(output: Path, songs) -> dict:
@@ -362,14 +362,15 @@ def main(argv=None) -> int:
                           for c in timbre_rows}
     results = {}
     for name, folder in prior_sets.items():
-        results[name] = {}
+        results[name], bases = {}, {}  # one BASIS per prior set: loaded and traced once for every row and seed
         for condition, songs in songs_by_condition.items():
             by_seed = []
             for seed in args.seeds:
                 out = separated_folder(output, name, condition, seed)
                 if name in mine:
                     logger.info("priors %s, timbre %s, seed %d: %d songs", name, condition, seed, len(songs))
-                    separate(folder, songs, out, args.seconds, config_overrides(args), not args.no_progress, seed)
+                    separate(folder, songs, out, args.seconds, config_overrides(args), not args.no_progress, seed,
+                             bases)
                 # this run's separations, or what another shard (or an earlier run) has finished
                 by_seed.append(finished_scores(out, songs))
             results[name][condition] = song_sdrs(by_seed)

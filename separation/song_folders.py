@@ -141,10 +141,15 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
                    names: Sequence[str] = ("piano", "violin"), model: str = "ncsn", n_segments: Optional[int] = None,
                    seed: int = 0, batch_size: int = 16, baselines: bool = True, algorithm: str = "wiener",
                    method: str = "frame", progress: bool = True, logger: Optional[logging.Logger] = None,
-                   report: bool = True, command: Optional[str] = None):
+                   report: bool = True, command: Optional[str] = None, bases: Optional[dict] = None):
     """Separate, invert and score every song not done yet with one BASIS (the priors are loaded and its level loop
     compiled once; songs share the config, so the same segment shape); with ``report`` each song's
     ``report.html`` is written once its baselines are scored (:mod:`separation.report`).
+
+    ``bases``, a dict the caller keeps across calls with the same priors, config and segment shape (e.g. one call per
+    Langevin seed or per folder), holds the BASIS built here under ``(restore_paths, model)``; later calls reuse it
+    instead of loading the priors and tracing its level loop again. The seed is applied per song, so a reused BASIS
+    gives the same estimates as a new one.
 
     Returns:
         the songs separated by this call (the others were done already).
@@ -156,7 +161,8 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
     from separation.separate import STATE_NAME, SongTask, build_basis, run_fingerprint, separate_song
 
     logger = logger or logging.getLogger("sepsuite")
-    basis = None  # one BASIS for all songs: the priors are loaded and its level loop compiled once per batch shape
+    bases = {} if bases is None else bases  # one BASIS for all songs: priors loaded, level loop compiled once
+    cache_key = (tuple(restore_paths), model)
     done = []
     for number, song_dir in enumerate(songs, start=1):
         folder = output / song_dir.name
@@ -179,11 +185,11 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
         read_resume_state(folder / STATE_NAME, key)  # refused before the folder's config.yml is written
         folder.mkdir(parents=True, exist_ok=True)
         save_config(task.config, folder / CONFIG_NAME)
-        if basis is None:
-            basis = build_basis(task, restore_paths, model)
+        if cache_key not in bases:
+            bases[cache_key] = build_basis(task, restore_paths, model)
         _, scores = separate_song(task, restore_paths, model, folder, key, seed=seed, batch_size=batch_size,
-                                  algorithm=algorithm, method=method, progress=progress, logger=logger, basis=basis,
-                                  song_dir=song_dir, command=command, report=False)
+                                  algorithm=algorithm, method=method, progress=progress, logger=logger,
+                                  basis=bases[cache_key], song_dir=song_dir, command=command, report=False)
         if baselines and scores is not None:
             score_baselines(task.song, names, folder)
         elif baselines:
