@@ -133,21 +133,28 @@ def test_setup_reports_a_failed_system_install(tmp_path):
     assert "installing Python packages" not in proc.stdout
 
 
+@pytest.fixture
+def built(monkeypatch):
+    """The BASIS objects separation.separate.build_basis makes while the test runs, in order."""
+    from separation import separate
+
+    made, real = [], separate.build_basis
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(separate, "build_basis", spy)
+    return made
+
+
 @pytest.mark.slow
-def test_one_basis_serves_every_song_of_the_same_shape(songs, tmp_path, monkeypatch):
+def test_one_basis_serves_every_song_of_the_same_shape(songs, tmp_path, built):
     """separate_songs builds BASIS once and its compiled level loop is traced once for songs of one segment shape
     (it used to be rebuilt, and traced again, for every song)."""
     from core.config import load_config
-    from separation import separate, song_folders
+    from separation import song_folders
 
-    built = []
-
-    def spy(*args, **kwargs):
-        built.append(real(*args, **kwargs))
-        return built[-1]
-
-    real = separate.build_basis
-    monkeypatch.setattr(separate, "build_basis", spy)
     config = load_config(PRIORS[0] + "/config.yml", {"T": 1})
     done = song_folders.separate_songs(song_folders.find_songs(songs), PRIORS, config, tmp_path / "out",
                                        baselines=False, progress=False)
@@ -158,21 +165,13 @@ def test_one_basis_serves_every_song_of_the_same_shape(songs, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_a_basis_kept_across_calls_is_built_once_and_separates_as_a_new_one(songs, tmp_path, monkeypatch):
+def test_a_basis_kept_across_calls_is_built_once_and_separates_as_a_new_one(songs, tmp_path, built):
     """bench_generalisation.py separates one folder per Langevin seed: with a ``bases`` dict kept across the calls
     the priors are loaded and traced once, and seed 1 through the reused BASIS writes the same estimates as seed 1
     through a BASIS of its own."""
     from core.config import load_config
-    from separation import separate, song_folders
+    from separation import song_folders
 
-    built = []
-
-    def spy(*args, **kwargs):
-        built.append(real(*args, **kwargs))
-        return built[-1]
-
-    real = separate.build_basis
-    monkeypatch.setattr(separate, "build_basis", spy)
     config = load_config(PRIORS[0] + "/config.yml", {"T": 1})
     song = song_folders.find_songs(songs)[:1]
     bases = {}
