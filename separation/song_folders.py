@@ -10,6 +10,7 @@ frames per song, then median over songs.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Optional, Sequence
@@ -146,10 +147,10 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
     compiled once; songs share the config, so the same segment shape); with ``report`` each song's
     ``report.html`` is written once its baselines are scored (:mod:`separation.report`).
 
-    ``bases``, a dict the caller keeps across calls with the same priors, config and segment shape (e.g. one call per
-    Langevin seed or per folder), holds the BASIS built here under ``(restore_paths, model)``; later calls reuse it
-    instead of loading the priors and tracing its level loop again. The seed is applied per song, so a reused BASIS
-    gives the same estimates as a new one.
+    ``bases``, a dict the caller keeps across calls (e.g. one call per Langevin seed or per folder), holds the BASIS
+    built here under its priors, model and config; a later call with the same ones reuses it instead of loading the
+    priors and tracing its level loop again. The seed is applied per song, so a reused BASIS gives the same
+    estimates as a new one.
 
     Returns:
         the songs separated by this call (the others were done already).
@@ -162,7 +163,7 @@ def separate_songs(songs: Sequence[Path], restore_paths: Sequence[str], config, 
 
     logger = logger or logging.getLogger("sepsuite")
     bases = {} if bases is None else bases  # one BASIS for all songs: priors loaded, level loop compiled once
-    cache_key = (tuple(restore_paths), model)
+    cache_key = (tuple(restore_paths), model, json.dumps(config.to_dict(), sort_keys=True, default=str))
     done = []
     for number, song_dir in enumerate(songs, start=1):
         folder = output / song_dir.name

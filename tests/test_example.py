@@ -183,6 +183,11 @@ def test_a_basis_kept_across_calls_is_built_once_and_separates_as_a_new_one(song
     song_folders.separate_songs(song, PRIORS, config, tmp_path / "new1", seed=1, baselines=False, progress=False,
                                 report=False)
     assert len(built) == 2
+    # another config (here the sampler's T) is not served by the kept BASIS: a second one is built for it
+    other = load_config(PRIORS[0] + "/config.yml", {"T": 2})
+    song_folders.separate_songs(song, PRIORS, other, tmp_path / "other", baselines=False, progress=False,
+                                report=False, bases=bases)
+    assert len(built) == 3 and len(bases) == 2
     read = lambda folder: sf.read(str(tmp_path / folder / song[0].name / "violin.wav"))[0]  # noqa: E731
     np.testing.assert_array_equal(read("kept1"), read("new1"))
     assert np.max(np.abs(read("kept1") - read("kept0"))) > 1e-4      # the seed does change the estimate
