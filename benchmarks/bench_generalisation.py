@@ -12,7 +12,9 @@ mixture baseline (each source = mixture / 2) and the IRM oracle.
 Reported per (kind, timbre) row and per prior set: the SDR of BASIS, the mixture baseline and the IRM for piano and
 violin, and the gain of BASIS over the baseline, each the median over 1 s frames of a song, then the mean over songs
 (with ``--seeds``, BASIS's per-song SDR is first averaged over the Langevin seeds: on 20 s excerpts one seed can
-move a song by several dB). Which timbres count as "seen" depends on the prior set: the table names the families,
+move a song by several dB; with ``--windows N``, the first ``N * seconds`` of each piece are rendered once and cut
+into N consecutive excerpts, each scored as a song, so that one passage does not stand for a whole piece). Which
+timbres count as "seen" depends on the prior set: the table names the families,
 RESULTS.md says which each set was trained on. A timbre that no prior set ever saw is given with ``--soundfont
 PATH`` (a General MIDI .sf2; row ``sf:<stem>``); for leave-one-timbre-out, train a prior set without one family
 (``build_midi_dataset.py --piano_timbres`` / ``--violin_timbres``), name the row it never heard with ``--heldout
@@ -23,7 +25,7 @@ the seen rows).
 
     .venv/bin/python benchmarks/bench_generalisation.py --priors old=data/priors_old new=pretrained \\
         [--kinds chorales quartets] [--songs_per_kind 3] [--timbres fluidr3 csound merlin] [--soundfont X.sf2] \\
-        [--seconds 20] [--effects none default] [--pair salamander=salamander,fluidr3:40] \\
+        [--seconds 20] [--windows 3] [--effects none default] [--pair salamander=salamander,fluidr3:40] \\
         [--heldout NAME=ROW] [--T 20 --step_lr 5e-5 ...] [--seeds 0 1 2] [--output data/bench_generalisation] \\
         [--shard 1/2]
 
@@ -78,6 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="prior set NAME never heard the timbre of row ROW (e.g. losal=salamander); under the "
                              "table, that row is compared with the mean of the set's other rows, per kind")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each excerpt from the start, s (default: 20)")
+    parser.add_argument("--windows", type=int, default=1, metavar="N",
+                        help="N consecutive excerpts of --seconds per piece (the first N * seconds rendered once, "
+                             "then cut; a shorter piece gives the whole windows it has, at least one), each scored "
+                             "as a song: more of every test piece in the means (default: 1, the first --seconds)")
     parser.add_argument("--effects", nargs="+", choices=["none", "default"], default=["none"],
                         help="render the excerpts dry (none) and/or with the dataset builder's default per-part "
                              "effects (gain, EQ tilt, room reverb, velocity and tempo jitter; rows <timbre>+fx) "
@@ -144,24 +150,54 @@ def choose_pieces(kinds, per_kind: int, keys=None, split: str = "test") -> list[
     return chosen
 
 
-def folder_name(condition: str) -> str:
-    """The folder of a timbre condition's renders and separations (``sf:x+fx`` -> ``sf_x_fx``)."""
-    return condition.replace(":", "_").replace("+", "_")
+def folder_name(condition: str, windows: int = 1, seconds: float = 20.0) -> str:
+    """The folder of a timbre condition's renders and separations (``sf:x+fx`` -> ``sf_x_fx``); with more than one
+    window per piece, ``<name>_<windows>x<seconds>s`` (e.g. ``merlin_3x20s``), so that excerpts cut from a longer
+    render are never mistaken for the first-``seconds`` renders of the same output folder."""
+    name = condition.replace(":", "_").replace("+", "_")
+    return name if windows == 1 else f"{name}_{windows}x{seconds:g}s"
+
+
+def cut_windows(song: Path, folder: Path, seconds: float, windows: int) -> list[Path]:
+    """Cut a rendered song into up to ``windows`` consecutive excerpts of ``seconds``, each a song folder
+    ``folder/<song name>_w<i>`` (i from 1) with the three wavs (int16, so mix = piano + violin stays exact).
+
+    Only whole windows are kept (a song shorter than one window is kept whole as ``_w1``); windows already cut are
+    not written again. Returns the window folders, in order."""
+    import numpy as np
+    import soundfile as sf
+
+    from datasets import midi_dataset as md
+
+    audio = {}
+    for source in md.SOURCES:
+        audio[source], sample_rate = sf.read(str(song / f"{source}.wav"), dtype="int16")
+    length = int(round(seconds * sample_rate))
+    count = max(1, min(windows, audio["mix"].shape[0] // length))
+    out = []
+    for i in range(count):
+        window = folder / f"{song.name}_w{i + 1}"
+        if not all((window / f"{source}.wav").is_file() for source in md.SOURCES):
+            for source in md.SOURCES:
+                md.write_wav_int16(window / f"{source}.wav", audio[source][i * length:(i + 1) * length], sample_rate)
+        out.append(window)
+    return out
 
 
 def render(pieces, condition: Condition, seconds: float, root: Path,
-           rendered_only: bool = False) -> list[tuple[str, Path]]:
-    """Render every piece with one timbre condition (skipping those already rendered); (kind, song folder).
-    With ``rendered_only``, render nothing and return the pieces already rendered."""
+           rendered_only: bool = False, windows: int = 1) -> list[tuple[str, Path]]:
+    """Render every piece with one timbre condition (skipping those already rendered); (kind, song folder), one per
+    piece, or with ``windows`` > 1 one per window of ``seconds`` (:func:`cut_windows`) of a ``windows * seconds``
+    render. With ``rendered_only``, render nothing and return the pieces already rendered."""
     from datasets import midi_dataset as md
     from datasets import timbres
 
     options = md.RenderOptions(piano_timbres=(condition.piano,), violin_timbres=(condition.violin,),
-                               max_piece_minutes=seconds / 60.0, part_level_db=-20.0, accompany=True,
+                               max_piece_minutes=windows * seconds / 60.0, part_level_db=-20.0, accompany=True,
                                effects=timbres.effect_options(condition.effects))
     if not rendered_only:
         md.check_render_options(options)
-    out = root / "renders" / folder_name(condition.name)
+    out = root / "renders" / folder_name(condition.name, windows, seconds)
     songs = []
     for kind, piece in pieces:
         split = md.split_of(piece.key, options.test_fraction)
@@ -172,7 +208,11 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
             if result["status"] != "ok":
                 logging.getLogger("sepsuite").warning("skipped %s: %s", piece.key, result["reason"])
                 continue
-        songs.append((kind, md.song_dir(out, split, piece.name)))
+        song = md.song_dir(out, split, piece.name)
+        if windows == 1:
+            songs.append((kind, song))
+        else:
+            songs.extend((kind, w) for w in cut_windows(song, out / "windows" / split, seconds, windows))
     return songs
 
 
@@ -200,9 +240,11 @@ def finished_scores(output: Path, songs) -> dict:
     return {s.name: {m: scores[m][s.name] for m in scores if s.name in scores[m]} for s in folders}
 
 
-def separated_folder(output: Path, name: str, condition: str, seed: int) -> Path:
-    """Where prior set ``name`` keeps its separations of one timbre row with one Langevin seed."""
-    return output / "separated" / (name if seed == 0 else f"{name}@seed{seed}") / folder_name(condition)
+def separated_folder(output: Path, name: str, condition: str, seed: int, windows: int = 1,
+                     seconds: float = 20.0) -> Path:
+    """Where prior set ``name`` keeps its separations of one timbre row with one Langevin seed (and its windows)."""
+    return (output / "separated" / (name if seed == 0 else f"{name}@seed{seed}")
+            / folder_name(condition, windows, seconds))
 
 
 def song_sdrs(scores_by_seed: list[dict]) -> dict:
@@ -344,8 +386,8 @@ def main(argv=None) -> int:
             if not (Path(folder) / source / CONFIG_NAME).is_file():
                 raise UserError(f"--priors {item}: {Path(folder) / source} is not a prior folder with config.yml")
         prior_sets[name] = Path(folder)
-    if args.seconds <= 0 or args.songs_per_kind < 1:
-        raise UserError("--seconds and --songs_per_kind must be positive")
+    if args.seconds <= 0 or args.songs_per_kind < 1 or args.windows < 1:
+        raise UserError("--seconds, --songs_per_kind and --windows must be positive")
     if min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds):
         raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: give distinct seeds >= 0 (e.g. --seeds 0 1 2)")
     # the timbre rows and --heldout are checked before the output folder is made and the corpus is listed
@@ -358,7 +400,7 @@ def main(argv=None) -> int:
     quiet_music21()
     pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
     logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
-    songs_by_condition = {c.name: render(pieces, c, args.seconds, output, rendered_only=args.table_only)
+    songs_by_condition = {c.name: render(pieces, c, args.seconds, output, args.table_only, args.windows)
                           for c in timbre_rows}
     results = {}
     for name, folder in prior_sets.items():
@@ -366,7 +408,7 @@ def main(argv=None) -> int:
         for condition, songs in songs_by_condition.items():
             by_seed = []
             for seed in args.seeds:
-                out = separated_folder(output, name, condition, seed)
+                out = separated_folder(output, name, condition, seed, args.windows, args.seconds)
                 if name in mine:
                     logger.info("priors %s, timbre %s, seed %d: %d songs", name, condition, seed, len(songs))
                     separate(folder, songs, out, args.seconds, config_overrides(args), not args.no_progress, seed,

@@ -46,6 +46,17 @@ def test_reduced_benchmark_renders_separates_and_tables(tmp_path):
     assert table.returncode == 0, table.stderr
     assert json.loads((out / "generalisation.json").read_text()) == rows
     assert not (out / "renders" / "merlin").exists()
+    # --windows: consecutive excerpts of one longer render, each scored as a song, in folders of their own
+    win = run_script(SCRIPT, "--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6",
+                     "--timbres", "csound", "--seconds", "1.25", "--windows", "2", "--T", "1", "--output", str(out),
+                     "--no_progress", timeout=600)
+    assert win.returncode == 0, win.stdout + win.stderr
+    windows = json.loads((out / "generalisation.json").read_text())
+    assert [(r["kind"], r["songs"]) for r in windows] == [("chorales", 2), ("all", 2)]
+    assert all(np.isfinite(r["gain_piano"]) and np.isfinite(r["gain_violin"]) for r in windows)
+    cut = out / "renders" / "csound_2x1.25s" / "windows" / "test"
+    assert sorted(p.name for p in cut.iterdir()) == ["bach_bwv108.6_w1", "bach_bwv108.6_w2"]
+    assert (out / "separated" / "shipped" / "csound_2x1.25s" / "bach_bwv108.6_w2").is_dir()
 
 
 def test_bad_prior_sets_are_one_line_errors(tmp_path):
@@ -160,3 +171,31 @@ def test_bad_seeds_are_a_one_line_error(tmp_path):
             "--output", str(tmp_path))
     assert_one_line_error(run_script(SCRIPT, *args, "--seeds", "1", "1"), "distinct seeds")
     assert_one_line_error(run_script(SCRIPT, *args, "--seeds", "-1"), "distinct seeds")
+
+
+def test_windows_are_consecutive_whole_slices_of_the_render(tmp_path):
+    import soundfile as sf
+
+    bench = load_bench()
+    rng = np.random.default_rng(0)
+    song, rate = tmp_path / "renders" / "test" / "piece", 100
+    piano = rng.integers(-1000, 1000, 250).astype(np.int16)             # 2.5 windows of 1 s at 100 Hz
+    violin = rng.integers(-1000, 1000, 250).astype(np.int16)
+    song.mkdir(parents=True)
+    for name, audio in (("piano", piano), ("violin", violin), ("mix", piano + violin)):
+        sf.write(str(song / f"{name}.wav"), audio, rate, subtype="PCM_16")
+    windows = bench.cut_windows(song, tmp_path / "windows", 1.0, 3)
+    assert [w.name for w in windows] == ["piece_w1", "piece_w2"]        # only whole windows
+    for i, window in enumerate(windows):
+        parts = {n: sf.read(str(window / f"{n}.wav"), dtype="int16")[0] for n in ("piano", "violin", "mix")}
+        assert np.array_equal(parts["piano"], piano[i * 100:(i + 1) * 100])
+        assert np.array_equal(parts["violin"], violin[i * 100:(i + 1) * 100])
+        assert np.array_equal(parts["mix"], parts["piano"] + parts["violin"])
+    stamp = (windows[0] / "mix.wav").stat().st_mtime_ns
+    assert bench.cut_windows(song, tmp_path / "windows", 1.0, 3) == windows   # cut once: kept, not rewritten
+    assert (windows[0] / "mix.wav").stat().st_mtime_ns == stamp
+    short = bench.cut_windows(song, tmp_path / "short", 5.0, 3)            # shorter than a window: kept whole
+    assert len(short) == 1 and sf.info(str(short[0] / "mix.wav")).frames == 250
+    # windows are kept apart from the first-seconds renders and separations of the same output folder
+    assert bench.folder_name("sf:x+fx") == "sf_x_fx" and bench.folder_name("merlin", 3, 20.0) == "merlin_3x20s"
+    assert bench.separated_folder(Path("o"), "lo", "merlin", 1, 3, 20.0) == Path("o/separated/lo@seed1/merlin_3x20s")
