@@ -100,6 +100,9 @@ def main(argv=None) -> int:
         raise UserError(f"no song folder with {args.source}.wav is in every row; give folders of the same excerpts")
     params = SpectrogramParams()
     centres = librosa.mel_frequencies(n_mels=params.n_mels + 2, fmin=params.fmin, fmax=params.fmax)[1:-1]
+    if normalise and not np.any((centres >= normalise[0]) & (centres <= normalise[1])):
+        raise UserError(f"--normalise {args.normalise}: no mel band is centred there; give a range within "
+                        f"{centres[0]:.0f}-{centres[-1]:.0f} Hz (e.g. 400-900)")
     levels = {name: 10.0 * np.log10(mean_mel_power([songs[s] for s in common], params) + 1e-20)
               for name, songs in rows.items()}
     hz, diffs = profile(levels, centres, args.groups, normalise)

@@ -45,3 +45,5 @@ def test_bad_rows_are_one_line_errors(tmp_path):
     assert_one_line_error(run_script(SCRIPT, "--rows", f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}"),
                           "in every row")
     assert_one_line_error(run_script(SCRIPT, "--rows", f"a={tmp_path / 'a'}", "--normalise", "900-400"), "LO-HI")
+    assert_one_line_error(run_script(SCRIPT, "--rows", f"a={tmp_path / 'a'}", "--normalise", "10-20"),
+                          "no mel band")
