@@ -163,24 +163,23 @@ def cut_windows(song: Path, folder: Path, seconds: float, windows: int) -> list[
     ``folder/<song name>_w<i>`` (i from 1) with the three wavs (int16, so mix = piano + violin stays exact).
 
     Only whole windows are kept (a song shorter than one window is kept whole as ``_w1``); windows already cut are
-    not written again. Returns the window folders, in order."""
-    import numpy as np
+    not written again, and when all are cut the song's wavs are not read (only the mixture's length). Returns the
+    window folders, in order."""
     import soundfile as sf
 
     from datasets import midi_dataset as md
 
-    audio = {}
-    for source in md.SOURCES:
-        audio[source], sample_rate = sf.read(str(song / f"{source}.wav"), dtype="int16")
-    length = int(round(seconds * sample_rate))
-    count = max(1, min(windows, audio["mix"].shape[0] // length))
-    out = []
-    for i in range(count):
-        window = folder / f"{song.name}_w{i + 1}"
-        if not all((window / f"{source}.wav").is_file() for source in md.SOURCES):
-            for source in md.SOURCES:
-                md.write_wav_int16(window / f"{source}.wav", audio[source][i * length:(i + 1) * length], sample_rate)
-        out.append(window)
+    info = sf.info(str(song / "mix.wav"))
+    length = int(round(seconds * info.samplerate))
+    count = max(1, min(windows, info.frames // length))
+    out = [folder / f"{song.name}_w{i + 1}" for i in range(count)]
+    missing = [i for i, window in enumerate(out)
+               if not all((window / f"{source}.wav").is_file() for source in md.SOURCES)]
+    if missing:
+        for source in md.SOURCES:
+            audio, sample_rate = sf.read(str(song / f"{source}.wav"), dtype="int16")
+            for i in missing:
+                md.write_wav_int16(out[i] / f"{source}.wav", audio[i * length:(i + 1) * length], sample_rate)
     return out
 
 

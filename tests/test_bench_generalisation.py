@@ -199,3 +199,5 @@ def test_windows_are_consecutive_whole_slices_of_the_render(tmp_path):
     # windows are kept apart from the first-seconds renders and separations of the same output folder
     assert bench.folder_name("sf:x+fx") == "sf_x_fx" and bench.folder_name("merlin", 3, 20.0) == "merlin_3x20s"
     assert bench.separated_folder(Path("o"), "lo", "merlin", 1, 3, 20.0) == Path("o/separated/lo@seed1/merlin_3x20s")
+    (song / "piano.wav").unlink()                                         # all cut: the sources are not read again
+    assert bench.cut_windows(song, tmp_path / "windows", 1.0, 3) == windows
