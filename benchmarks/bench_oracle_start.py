@@ -18,7 +18,8 @@ A SONG is a song folder with ``mix.wav``, ``piano.wav`` and ``violin.wav`` (e.g.
 ``bench_generalisation.py --windows 3`` cuts, ``OUT/renders/<row>_3x20s/windows/train/*``); each excerpt is separated
 as one batch of segments, so give excerpts of tens of seconds, not whole songs. The sampler is that of
 ``PRIORS/piano/config.yml`` except the sampler keys given as flags (one chain). Everything is kept in ``--output``
-(``<start>/<song>/`` with the wavs and scores; ``oracle_start.csv``); re-running skips what is done.
+(``<start>/<song>/`` with the wavs and scores; ``oracle_start.csv``); re-running skips what is done, and a run
+with other priors, seed or sampler keys into the same ``--output`` is refused.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core  # noqa: E402,F401  (quiets TensorFlow's start-up logging)
-from core.config import CONFIG_NAME, add_key_arguments, config_overrides  # noqa: E402
+from core.config import CONFIG_NAME, SAMPLER_KEYS, add_key_arguments, config_overrides  # noqa: E402
 from core.errors import UserError, run_main  # noqa: E402
 
 NAMES = ("piano", "violin")
@@ -76,6 +77,24 @@ def separate_from(basis, task, start: str, seed: int):
     return np.asarray(basis.separate(task.mixture, init, seed))
 
 
+def check_settings(output: Path, settings: dict) -> None:
+    """Record the priors, seed and sampler of a run in ``output/settings.json``; a run into an output folder made
+    with other settings is refused, naming the difference (its results would be mixed with these)."""
+    import json
+
+    path = output / "settings.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in settings.items()
+                   if before.get(key) != value]
+        if changed:
+            raise UserError(f"{output} holds a run with other settings ({'; '.join(changed)}); give another "
+                            "--output or the same settings")
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1) + "\n")
+
+
 def folder_of(output: Path, start: str, song: Path) -> Path:
     return output / start.replace(" ", "_") / song.name
 
@@ -107,6 +126,8 @@ def main(argv=None) -> int:
                         "songs of one timbre row per --output")
     config = load_config(prior_dir / "piano" / CONFIG_NAME, {**config_overrides(args), "n_chains": 1})
     output = Path(args.output)
+    check_settings(output, {"priors": str(prior_dir.resolve()), "seed": args.seed,
+                            **{key: getattr(config, key) for key in SAMPLER_KEYS}})
     logger = setup_logging(output)
     restore = [str(prior_dir / n) for n in NAMES]
     basis, rows = None, []

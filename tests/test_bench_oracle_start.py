@@ -41,6 +41,8 @@ def test_reduced_benchmark_scores_both_starts_and_the_truth(tmp_path):
     assert again.returncode == 0, again.stderr
     assert (out / "truth_start" / "song" / "piano.wav").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(pd.read_csv(out / "oracle_start.csv").set_index("method"), table)
+    # another sampler into the same output would mix two runs' results: refused, naming the difference
+    assert_one_line_error(run_script(*args, "--T", "2"), "T 1 -> 2")
 
 
 def test_bad_input_is_a_one_line_error(tmp_path):
