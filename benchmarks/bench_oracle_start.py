@@ -54,19 +54,18 @@ def true_sources(task):
     (K, N, n_mels, n_frames, 1) float32 (clipped to the data range, as the mixture is)."""
     import numpy as np
 
-    from datasets.preprocessing import to_unit
+    from separation.separate import mel_to_model
 
-    params = task.song.params
-    return np.stack([task.scaling.to_model(np.clip(to_unit(task.song.sources_mel[n], task.config.scale, params),
-                                                   0.0, 1.0)[..., np.newaxis]) for n in task.names]).astype(np.float32)
+    return np.stack([mel_to_model(task.song.sources_mel[n], task.config, task.model)
+                     for n in task.names]).astype(np.float32)
 
 
-def separate_from(basis, task, start: str, seed: int):
+def separate_from(basis, task, truth, start: str, seed: int):
     """The estimates (K, N, h, w, 1) of one excerpt in model units: BASIS from the mixture's share or from the
-    truth (each plus the same noise of the first visited level), or the truth itself (``true mel``)."""
+    truth (:func:`true_sources`; each start plus the same noise of the first visited level), or the truth itself
+    (``true mel``)."""
     import numpy as np
 
-    truth = true_sources(task)
     if start == "true mel":
         return truth
     mixture_start = np.asarray(basis.start(task.mixture, seed, "mixture"))
@@ -133,13 +132,14 @@ def main(argv=None) -> int:
     basis, rows = None, []
     for song in tqdm(songs, desc="excerpts", unit="excerpt", disable=args.no_progress):
         task = SongTask.from_song(song, NAMES, config, None, "ncsn")
+        truth = true_sources(task)
         for start in STARTS:
             folder = folder_of(output, start, song)
             if not (folder / evaluation.JSON_NAME).is_file():
                 if start != "true mel" and basis is None:
                     basis = build_basis(task, restore, "ncsn")
                     logger.info("BASIS: %s", basis.describe())
-                estimates = separate_from(basis, task, start, args.seed)
+                estimates = separate_from(basis, task, truth, start, args.seed)
                 folder.mkdir(parents=True, exist_ok=True)
                 result = SeparationResult(estimates, estimates[np.newaxis], np.zeros(1, np.float32), 0.0)
                 task.invert_and_score(folder, result, "wiener", "frame", logger)

@@ -51,6 +51,13 @@ def model_scaling(config: Config, model: str) -> Scaling:
     return scaling
 
 
+def mel_to_model(mel: np.ndarray, config: Config, model: str) -> np.ndarray:
+    """Mel spectrograms (..., n_mels, n_frames) in the config's scale -> model units (..., n_mels, n_frames, 1) of
+    priors of kind ``model``, clipped to the data range first (the inverse of :meth:`SongTask.to_data`)."""
+    unit = np.clip(to_unit(mel, config.scale, config.spectrogram_params()), 0.0, 1.0)
+    return model_scaling(config, model).to_model(unit[..., np.newaxis])
+
+
 def run_fingerprint(restore_paths: Sequence[str], model: str, data: str, n_mixtures: int, batch_size: int,
                     seed: int, config: Config, mixing: Optional[str] = None) -> str:
     """A digest of what makes two runs the same (a resume state is only used by the same run): the priors' folders
@@ -119,8 +126,7 @@ class SongTask:
         elif missing:
             warn(f"{song_dir} has no {', '.join(n + '.wav' for n in missing)}: no ground truth is stored and "
                  "metrics are skipped")
-        unit = np.clip(to_unit(song.mix_mel, config.scale, params), 0.0, 1.0)
-        return cls(song, list(names), config, model, model_scaling(config, model).to_model(unit[..., np.newaxis]))
+        return cls(song, list(names), config, model, mel_to_model(song.mix_mel, config, model))
 
     @property
     def scaling(self) -> Scaling:
