@@ -33,7 +33,10 @@ A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders 
 separation settings are those of ``DIR/piano/config.yml`` except the sampler keys given as flags (``--T``,
 ``--step_lr``, ``--start_level``, ...). Everything is
 kept in ``--output`` (renders, separations, ``generalisation.csv``); re-running skips what is done, so a run can be
-split over two processes with ``--shard i/n`` (by prior set) and tabled by a last run without it. Shards started
+split over two processes with ``--shard i/n`` (by prior set) and tabled by a last run without it. What made the
+renders of a row and the separations of a prior set is recorded in their folders (``settings.json``): a row
+re-defined under the same name (other timbres, effects or ``--seconds``) or a prior set re-run under its name with
+another folder or other sampler flags is refused, naming the difference, instead of tabling old results as new. Shards started
 together render the same pieces side by side; every file is written under a temporary name of its own process and
 renamed when complete, so they do not disturb each other.
 """
@@ -55,6 +58,7 @@ from core.errors import UserError, run_main  # noqa: E402
 
 KINDS = {"chorales": ("bach",), "quartets": ("beethoven", "haydn", "mozart"), "tunes": ("ryansMammoth",)}
 FAMILIES = ("fluidr3", "csound", "merlin")
+SETTINGS_JSON = "settings.json"   # in a render folder and in a prior set's separation folder: what made them
 FX_SUFFIX = "+fx"          # a timbre row rendered with the dataset builder's effects: <name>+fx
 NAMES = ("piano", "violin")
 
@@ -188,15 +192,20 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
     """Render every piece with one timbre condition (skipping those already rendered); (kind, song folder), one per
     piece, or with ``windows`` > 1 one per window of ``seconds`` (:func:`cut_windows`) of a ``windows * seconds``
     render. With ``rendered_only``, render nothing and return the pieces already rendered."""
+    from core.rundir import check_run_settings
     from datasets import midi_dataset as md
     from datasets import timbres
 
     options = md.RenderOptions(piano_timbres=(condition.piano,), violin_timbres=(condition.violin,),
                                max_piece_minutes=windows * seconds / 60.0, part_level_db=-20.0, accompany=True,
                                effects=timbres.effect_options(condition.effects))
+    out = root / "renders" / folder_name(condition.name, windows, seconds)
     if not rendered_only:
         md.check_render_options(options)
-    out = root / "renders" / folder_name(condition.name, windows, seconds)
+        # a row re-defined under the same name (other timbres, effects or length) would reuse the old renders
+        check_run_settings(out / SETTINGS_JSON, {"piano": condition.piano, "violin": condition.violin,
+                                                 "effects": condition.effects, "seconds": windows * seconds},
+                           "name the row otherwise (--pair NAME=...) or give another --output")
     songs = []
     for kind, piece in pieces:
         split = md.split_of(piece.key, options.test_fraction)
@@ -213,6 +222,15 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
         else:
             songs.extend((kind, w) for w in cut_windows(song, out / "windows" / split, seconds, windows))
     return songs
+
+
+def separation_settings(prior_dir: Path, overrides: dict) -> dict:
+    """What a prior set's separations depend on: its folder (absolute) and the sampler keys of its
+    ``piano/config.yml`` with ``overrides`` applied."""
+    from core.config import load_config
+
+    config = load_config(prior_dir / "piano" / CONFIG_NAME, overrides)
+    return {"priors": str(prior_dir.resolve()), **{key: getattr(config, key) for key in SAMPLER_KEYS}}
 
 
 def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: dict, progress: bool,
@@ -239,11 +257,15 @@ def finished_scores(output: Path, songs) -> dict:
     return {s.name: {m: scores[m][s.name] for m in scores if s.name in scores[m]} for s in folders}
 
 
+def prior_set_folder(output: Path, name: str, seed: int) -> Path:
+    """Where prior set ``name`` keeps its separations with one Langevin seed (a folder per timbre row inside)."""
+    return output / "separated" / (name if seed == 0 else f"{name}@seed{seed}")
+
+
 def separated_folder(output: Path, name: str, condition: str, seed: int, windows: int = 1,
                      seconds: float = 20.0) -> Path:
     """Where prior set ``name`` keeps its separations of one timbre row with one Langevin seed (and its windows)."""
-    return (output / "separated" / (name if seed == 0 else f"{name}@seed{seed}")
-            / folder_name(condition, windows, seconds))
+    return prior_set_folder(output, name, seed) / folder_name(condition, windows, seconds)
 
 
 def song_sdrs(scores_by_seed: list[dict]) -> dict:
@@ -372,7 +394,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from core.rundir import setup_logging
+    from core.rundir import check_run_settings, setup_logging
     from datasets.scores import quiet_music21
     from separation.song_folders import parse_shard
 
@@ -397,6 +419,13 @@ def main(argv=None) -> int:
     output = Path(args.output)
     logger = setup_logging(output)
     quiet_music21()
+    # a prior set re-run under its name with other priors or sampler flags would reuse its old separations
+    for name in mine:
+        settings = separation_settings(prior_sets[name], config_overrides(args))
+        for seed in args.seeds:
+            check_run_settings(prior_set_folder(output, name, seed) / SETTINGS_JSON, settings,
+                               f"name the prior set otherwise (--priors OTHER={prior_sets[name]}) or give the "
+                               "same sampler flags")
     pieces = choose_pieces(args.kinds, args.songs_per_kind, args.pieces)
     logger.info("pieces: %s", ", ".join(f"{p.key} ({k})" for k, p in pieces))
     songs_by_condition = {c.name: render(pieces, c, args.seconds, output, args.table_only, args.windows)

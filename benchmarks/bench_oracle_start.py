@@ -76,24 +76,6 @@ def separate_from(basis, task, truth, start: str, seed: int):
     return np.asarray(basis.separate(task.mixture, init, seed))
 
 
-def check_settings(output: Path, settings: dict) -> None:
-    """Record the priors, seed and sampler of a run in ``output/settings.json``; a run into an output folder made
-    with other settings is refused, naming the difference (its results would be mixed with these)."""
-    import json
-
-    path = output / "settings.json"
-    if path.is_file():
-        before = json.loads(path.read_text())
-        changed = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in settings.items()
-                   if before.get(key) != value]
-        if changed:
-            raise UserError(f"{output} holds a run with other settings ({'; '.join(changed)}); give another "
-                            "--output or the same settings")
-        return
-    output.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1) + "\n")
-
-
 def folder_of(output: Path, start: str, song: Path) -> Path:
     return output / start.replace(" ", "_") / song.name
 
@@ -105,7 +87,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from core.config import load_config
-    from core.rundir import setup_logging
+    from core.rundir import check_run_settings, setup_logging
     from separation import evaluation, song_folders
     from separation.separate import SeparationResult, SongTask, build_basis
 
@@ -125,8 +107,8 @@ def main(argv=None) -> int:
                         "songs of one timbre row per --output")
     config = load_config(prior_dir / "piano" / CONFIG_NAME, {**config_overrides(args), "n_chains": 1})
     output = Path(args.output)
-    check_settings(output, {"priors": str(prior_dir.resolve()), "seed": args.seed,
-                            **{key: getattr(config, key) for key in SAMPLER_KEYS}})
+    check_run_settings(output / "settings.json", {"priors": str(prior_dir.resolve()), "seed": args.seed,
+                                                  **{key: getattr(config, key) for key in SAMPLER_KEYS}})
     logger = setup_logging(output)
     restore = [str(prior_dir / n) for n in NAMES]
     basis, rows = None, []

@@ -97,6 +97,41 @@ def check_output_dir(output: str | os.PathLike, overwrite: bool, result_patterns
     return output
 
 
+def settings_changes(before: dict, after: dict) -> list[str]:
+    """``"key old -> new"`` for every key of ``after`` whose value differs from ``before``'s (absent: None)."""
+    return [f"{key} {before.get(key)!r} -> {value!r}" for key, value in after.items() if before.get(key) != value]
+
+
+def check_run_settings(path: str | os.PathLike, settings: dict, remedy: str = "give another --output or the "
+                       "same settings") -> None:
+    """Record the settings a folder's results were made with in the JSON file ``path``, or check them against it.
+
+    A benchmark that skips what is done would otherwise mix results of other settings into its table (a prior set
+    re-run with other sampler flags under the same name, a render of another length). The first run writes
+    ``settings`` (atomically: shards writing the same file side by side do not disturb each other); a later run
+    whose ``settings`` differ from the recorded ones in any key is refused. ``settings`` must be JSON values as
+    they read back (lists, not tuples).
+
+    Raises:
+        UserError: one line naming every changed key (old -> new) and the ``remedy``.
+    """
+    import json
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path} is not readable JSON ({err}); move it away to start afresh") from None
+        changed = settings_changes(before, settings)
+        if changed:
+            raise UserError(f"{path.parent} holds results made with other settings ({'; '.join(changed)}); {remedy}")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=1) + "\n")
+
+
 def setup_logging(output: str | os.PathLike | None = None, name: str = "out.log", verbose: bool = False) -> logging.Logger:
     """Log to stderr and, if ``output`` is given, append to ``output/out.log``. Returns the suite's logger."""
     logger = logging.getLogger("sepsuite")

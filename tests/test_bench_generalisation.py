@@ -40,6 +40,11 @@ def test_reduced_benchmark_renders_separates_and_tables(tmp_path):
     again = run_script(SCRIPT, "--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6",
                        "--timbres", "csound", "--seconds", "2.5", "--T", "1", "--output", str(out), "--no_progress")
     assert again.returncode == 0 and "done already" in again.stdout + again.stderr
+    # the same names with other settings would table the old results as new ones: refused, naming the difference
+    base = [SCRIPT, "--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6", "--timbres", "csound",
+            "--output", str(out), "--no_progress"]
+    assert_one_line_error(run_script(*base, "--seconds", "2.5", "--T", "2"), "T 1 -> 2")
+    assert_one_line_error(run_script(*base, "--seconds", "3", "--T", "1"), "seconds 2.5 -> 3.0")
     # --table_only tables what is there, separating nothing (also for a timbre never rendered)
     table = run_script(SCRIPT, "--priors", f"shipped={ROOT / 'pretrained'}", "--pieces", "bach/bwv108.6",
                        "--timbres", "csound", "merlin", "--seconds", "2.5", "--output", str(out), "--table_only")

@@ -348,6 +348,28 @@ def test_a_resume_with_other_settings_is_refused_and_changes_nothing(tmp_path):
     assert "error: " in (output / "out.log").read_text()
 
 
+def test_a_benchmark_folder_made_with_other_settings_is_refused_and_left_as_it_is(tmp_path):
+    """check_run_settings records what a results folder was made with, and refuses other settings by name."""
+    from core.rundir import check_run_settings
+
+    path = tmp_path / "run" / "settings.json"
+    settings = {"priors": "/p", "T": 6, "step_lr": 0.0002, "init": "mixture", "basis_levels": None}
+    check_run_settings(path, settings)                       # recorded
+    check_run_settings(path, dict(settings))                 # the same settings: accepted
+    recorded = path.read_text()
+    with pytest.raises(UserError) as err:
+        check_run_settings(path, {**settings, "T": 12, "init": "noise"}, "give another --output")
+    message = str(err.value)
+    assert "T 6 -> 12" in message and "init 'mixture' -> 'noise'" in message and "step_lr" not in message
+    assert message.endswith("give another --output") and "\n" not in message
+    with pytest.raises(UserError, match="seed None -> 1"):   # a key the record lacks is a difference too
+        check_run_settings(path, {**settings, "seed": 1})
+    assert path.read_text() == recorded
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="not readable JSON"):
+        check_run_settings(path, settings)
+
+
 def test_overwrite_starts_the_tensorboard_log_again(tmp_path):
     song = make_song(tmp_path / "song")
     output = tmp_path / "out"
