@@ -100,7 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "+-6 dB, room reverb on half the parts, velocity jitter sd 8, tempo +-15 %% "
                              "(each can be set below) (default: %(default)s)")
     for name, unit in (("gain_db", "dB"), ("tilt_db", "dB"), ("reverb", "probability"),
-                       ("velocity_sd", "MIDI velocity units"), ("tempo_jitter", "fraction")):
+                       ("velocity_sd", "MIDI velocity units"), ("tempo_jitter", "fraction"),
+                       ("formant_semitones", "whole semitones, 0-6; off in both presets")):
         parser.add_argument(f"--{name}", type=float, default=None, metavar="X",
                             help=f"override the {name} range of --effects ({unit})")
     parser.add_argument("--part_level_db", type=float, default=None, metavar="DB",

@@ -36,7 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from core.errors import UserError, warn
-from core.rundir import atomic_output
+from core.rundir import atomic_output, settings_changes
 from datasets import timbres
 from datasets.corpus import (DEFAULT_COMPOSERS, SAME_MELODY_GROUPS, CorpusPiece, find_corpus_pieces,  # noqa: F401
                              list_corpus_pieces, piece_name, split_of, visit_order)
@@ -168,6 +168,10 @@ def piece_style(piece_key: str, options: RenderOptions) -> dict:
     style["tempo_factor"] = round(float(rng.uniform(1.0 - jitter, 1.0 + jitter)), 4) if jitter > 0 else 1.0
     style["velocity_seed"] = int(rng.integers(2 ** 31))
     style["accompaniment_seed"] = int(rng.integers(2 ** 31))
+    shift = int(options.effects.formant_semitones)
+    if shift > 0:        # drawn last, so that every other draw is that of the same build without formant shifts
+        for name in INSTRUMENTS:
+            style[name]["formant_semitones"] = int(rng.integers(-shift, shift + 1))
     return style
 
 
@@ -199,7 +203,8 @@ def build_piece(piece: CorpusPiece, output: str, options: RenderOptions) -> dict
             velocity_sd=options.effects.velocity_sd, rng=np.random.default_rng(style["velocity_seed"]))
         with tempfile.TemporaryDirectory(prefix="midi_duo_") as tmp:
             audio = {name: render_part(name, smf, style[name]["timbre"], tmp, options.sample_rate,
-                                       max_seconds=1.2 * midi_length + 60.0)
+                                       max_seconds=1.2 * midi_length + 60.0,
+                                       formant_semitones=style[name].get("formant_semitones", 0))
                      for name, smf in (("violin", violin_smf), ("piano", piano_smf))}
         if options.part_level_db is not None:
             audio = {name: timbres.set_level(a, options.part_level_db, options.sample_rate)
@@ -302,6 +307,14 @@ def _render_record(render: RenderOptions) -> dict:
     return json.loads(json.dumps(record))                 # as it reads back from dataset.json (lists, not tuples)
 
 
+def _flat_record(record: dict) -> dict:
+    """A render-options record with its nested effects as ``effects.<range>`` keys, so that a difference names
+    the range that changed."""
+    flat = {k: v for k, v in record.items() if k != "effects"}
+    flat.update({f"effects.{k}": v for k, v in (record.get("effects") or {}).items()})
+    return flat
+
+
 def check_render_options(render: RenderOptions) -> None:
     """Check that every timbre of the options can be rendered here, and that the effects' library is installed.
 
@@ -395,9 +408,12 @@ def build_dataset(options: BuildOptions, progress: bool = True) -> dict:
     previous = read_dataset_json(output) or {}
     old_render = previous.get("render_options")
     new_render = _render_record(render)
-    if old_render is not None and old_render != new_render:
-        changed = ", ".join(f"{k}: {old_render.get(k)!r} -> {v!r}" for k, v in new_render.items()
-                            if old_render.get(k) != v)
+    if old_render is not None:
+        # an effect range added since that build was made (formant_semitones) was off in it
+        old_render = _flat_record({**old_render, "effects": {**dataclasses.asdict(timbres.EffectOptions()),
+                                                             **(old_render.get("effects") or {})}})
+    if old_render is not None and old_render != _flat_record(new_render):
+        changed = ", ".join(settings_changes(old_render, _flat_record(new_render)))
         if not options.overwrite:
             raise UserError(f"{output} was built with other rendering options ({changed}); pass the same options "
                             f"to resume, --overwrite to re-render, or another --output")

@@ -15,7 +15,7 @@ import numpy as np
 from core.errors import UserError
 from datasets import timbres
 from datasets.preprocessing import load_audio
-from datasets.scores import SkipPiece, midi_notes
+from datasets.scores import SkipPiece, midi_notes, shift_midi
 
 DEFAULT_SOUNDFONT = timbres.SOUNDFONTS["fluidr3"][0]
 INSTALL_HINT = timbres.SOUNDFONTS["fluidr3"][1]
@@ -140,15 +140,23 @@ def int16_to_float(audio: np.ndarray) -> np.ndarray:
 
 
 def render_part(name: str, smf: bytes, timbre_spec: str, workdir: str | os.PathLike, sample_rate: int,
-                max_seconds: float) -> np.ndarray:
+                max_seconds: float, formant_semitones: int = 0) -> np.ndarray:
     """One part's MIDI file played with one timbre: FluidSynth for a SoundFont, the sampler for Salamander.
+
+    With ``formant_semitones``, the timbre's spectral envelope is moved by that many semitones and the pitches and
+    timing are kept (:func:`datasets.timbres.formant_shift_plan`).
 
     Returns:
         (n_samples,) float32 mono at ``sample_rate`` Hz.
     """
     timbre = timbres.parse_timbre(timbre_spec)
+    rate = sample_rate
+    if formant_semitones:
+        transpose, time_factor, rate = timbres.formant_shift_plan(formant_semitones, sample_rate)
+        smf, max_seconds = shift_midi(smf, transpose, time_factor), max_seconds * time_factor
+    # rendered at ``rate`` Hz; the samples are returned as they are, to be read at ``sample_rate``
     if timbre.source == "salamander":
-        return timbres.render_samples(midi_notes(smf), sample_rate)
+        return timbres.render_samples(midi_notes(smf), rate)
     midi_path = Path(workdir) / f"{name}.mid"
     midi_path.write_bytes(smf)
-    return render_midi(midi_path, timbres.soundfont_path(timbre), sample_rate, workdir, max_seconds=max_seconds)
+    return render_midi(midi_path, timbres.soundfont_path(timbre), rate, workdir, max_seconds=max_seconds)

@@ -267,6 +267,39 @@ def midi_notes(smf: bytes) -> list[tuple[float, float, int, int]]:
     return sorted(notes)
 
 
+def shift_midi(smf: bytes, semitones: int, time_factor: float) -> bytes:
+    """A Standard MIDI File with every note moved by ``semitones`` and every tempo made ``time_factor`` times
+    slower (each SET_TEMPO's microseconds per quarter note multiplied; MIDI's default 120 per minute is written
+    out first when the file sets no tempo at its start), so that every event comes ``time_factor`` times later.
+
+    Raises:
+        SkipPiece: a note would leave the MIDI range 0-127.
+    """
+    from music21 import midi
+
+    smf_file = midi.MidiFile()
+    smf_file.readstr(smf)
+    cvm, tempo = midi.ChannelVoiceMessages, midi.MetaEvents.SET_TEMPO
+    conductor = smf_file.tracks[0]
+    timed = list(_timed_events(conductor))
+    if not any(tick == 0 and event.type == tempo for tick, event in timed):
+        default = midi.MidiEvent(conductor, type=tempo)
+        default.data = (500000).to_bytes(3, "big")
+        conductor.events[0:0] = [midi.DeltaTime(conductor, time=0), default]
+    for track in smf_file.tracks:
+        for event in track.events:
+            if isinstance(event, midi.DeltaTime):
+                continue
+            if event.type in (cvm.NOTE_ON, cvm.NOTE_OFF):
+                if not 0 <= event.pitch + semitones <= 127:
+                    raise SkipPiece(f"a note ({event.pitch}) moved by {semitones} semitones leaves the MIDI range")
+                event.pitch += semitones
+            elif event.type == tempo and event.data:
+                usecs = round(int.from_bytes(event.data, "big") * time_factor)
+                event.data = min(usecs, 0xFFFFFF).to_bytes(3, "big")
+    return smf_file.writestr()
+
+
 def humanise_velocities(track, rng: np.random.Generator, sd: float) -> None:
     """Add Gaussian jitter (standard deviation ``sd``, MIDI units) to every note-on velocity of a MidiTrack,
     clipped to 1-127 (a note-on never becomes a note-off). Edits ``track`` in place."""

@@ -281,7 +281,9 @@ class EffectOptions:
     gain_db: gain drawn uniformly in +-gain_db (dB) per part; tilt_db: low- and high-shelf gains drawn
     uniformly in +-tilt_db (dB), at 300 Hz and 3 kHz; reverb: probability that a part gets a room reverb
     (room size 0.1-0.7, wet 0.05-0.3); velocity_sd: standard deviation of the per-note velocity jitter (MIDI
-    units); tempo_jitter: the piece's tempo is scaled by a factor drawn in [1 - j, 1 + j].
+    units); tempo_jitter: the piece's tempo is scaled by a factor drawn in [1 - j, 1 + j]; formant_semitones: each
+    part's spectral envelope (its body resonances, the bank's "instrument size") is moved by a whole number of
+    semitones drawn uniformly in [-k, k] while its pitches and timing stay (:func:`formant_shift_plan`).
     """
 
     gain_db: float = 0.0
@@ -289,6 +291,7 @@ class EffectOptions:
     reverb: float = 0.0
     velocity_sd: float = 0.0
     tempo_jitter: float = 0.0
+    formant_semitones: float = 0.0
 
     @property
     def any_audio_effect(self) -> bool:
@@ -310,7 +313,33 @@ def effect_options(preset: str, **changes) -> EffectOptions:
     for name, value in changes.items():
         if value < 0 or (name in ("reverb", "tempo_jitter") and value >= 1.0 + (name == "reverb")):
             raise UserError(f"--{name} {value} is out of range (>= 0; reverb <= 1, tempo_jitter < 1)")
+    shift = changes.get("formant_semitones", 0)
+    if shift != int(shift) or shift > MAX_FORMANT_SEMITONES:
+        raise UserError(f"--formant_semitones {shift:g}: give a whole number of semitones from 0 to "
+                        f"{MAX_FORMANT_SEMITONES} (e.g. 2)")
     return dataclasses.replace(base, **changes)
+
+
+#: the largest formant shift a build may draw, semitones (a factor of 1.41 on the frequencies of the resonances)
+MAX_FORMANT_SEMITONES = 6
+
+
+def formant_shift_plan(semitones: int, sample_rate: int) -> tuple[int, float, int]:
+    """How a part is rendered with its spectral envelope moved by ``semitones`` and its pitches and timing kept.
+
+    The part is played ``semitones`` lower and ``ratio = 2 ** (semitones / 12)`` times slower, rendered at
+    ``render_rate = round(sample_rate / ratio)`` Hz, and its samples are then read as ``sample_rate`` Hz: replayed
+    ``ratio`` times faster, which restores the pitches and the timing and moves everything the bank's samples
+    carry (resonances, noise, attack) by ``ratio`` in frequency (up for ``semitones`` > 0: a smaller, brighter
+    instrument) -- a tape-speed change, as vocal tract length perturbation does for speech. The band stays full:
+    the render holds frequencies up to ``render_rate / 2``, which become ``sample_rate / 2``.
+
+    Returns:
+        (transpose, time_factor, render_rate): MIDI transposition in semitones (``-semitones``), the factor on
+        every MIDI tempo's microseconds per quarter note (``ratio``), and the rendering sample rate (Hz).
+    """
+    ratio = 2.0 ** (semitones / 12.0)
+    return -int(semitones), ratio, int(round(sample_rate / ratio))
 
 
 def draw_part_style(rng: np.random.Generator, timbres: Sequence[Timbre], effects: EffectOptions) -> dict:

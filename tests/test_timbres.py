@@ -246,3 +246,130 @@ def test_build_options_from_flags_are_parsed_in_the_library():
     assert timbres.timbre_specs(None, "csound", "piano", 0) == ("csound:0",)
     with pytest.raises(UserError, match="not both"):
         timbres.timbre_specs(["fluidr3:0"], "csound", "piano", 0)
+
+
+# ----------------------------------------------------------------------------------------------- formant shift
+
+def duo_midi(pitches=("A3", "E4"), seconds_per_note: float = 1.0) -> bytes:
+    """The piano part of a two-part score: ``pitches`` one after the other, ``seconds_per_note`` each (60 bpm)."""
+    from music21 import note, stream, tempo
+
+    from datasets import scores
+
+    melody, accompaniment = stream.Part(), stream.Part()
+    melody.append(tempo.MetronomeMark(number=60))
+    melody.append(note.Note("A5", quarterLength=seconds_per_note * len(pitches)))
+    for pitch in pitches:
+        accompaniment.append(note.Note(pitch, quarterLength=seconds_per_note))
+    score = stream.Score()
+    score.insert(0, melody)
+    score.insert(0, accompaniment)
+    return scores.score_to_duo_midi(score, 0)[1]
+
+
+def test_shift_midi_moves_every_note_and_stretches_time():
+    from music21 import midi
+
+    from datasets import scores
+
+    smf = duo_midi(("A3", "E4", "C4"))
+    before = scores.midi_notes(smf)
+    after = scores.midi_notes(scores.shift_midi(smf, -3, 1.25))
+    assert [n[2] for n in after] == [n[2] - 3 for n in before] == [54, 61, 57]
+    np.testing.assert_allclose([n[:2] for n in after], [(1.25 * a, 1.25 * b) for a, b, *_ in before], atol=1e-3)
+    # a file that sets no tempo plays at MIDI's default 120 per minute: the stretch applies to that
+    smf_file = midi.MidiFile()
+    smf_file.readstr(smf)
+    for track in smf_file.tracks:
+        track.events = [e for e in track.events if isinstance(e, midi.DeltaTime) or e.type != midi.MetaEvents.SET_TEMPO]
+    untimed = smf_file.writestr()
+    assert scores.midi_notes(untimed)[1][0] == pytest.approx(0.5)                     # one quarter at 120 bpm
+    assert scores.midi_notes(scores.shift_midi(untimed, 0, 2.0))[1][0] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(scores.SkipPiece, match="leaves the MIDI range"):
+        scores.shift_midi(smf, 100, 1.0)
+
+
+@pytest.mark.skipif(not HAVE_ALL, reason="needs the Salamander samples: ./setup.sh")
+def test_a_formant_shift_keeps_pitch_and_timing_and_moves_the_envelope(tmp_path):
+    """Shifted by 3 semitones, A3 keeps its pitch (220 Hz) and its note change at 1 s, and its spectrum becomes that
+    of the F#3 recording three semitones below, stretched in frequency by 2 ** (3 / 12) (computed here by
+    interpolating F#3's spectrum, not by the renderer's sample-rate trick)."""
+    import librosa
+
+    from datasets.rendering import render_part
+
+    sr, k = 16000, 3
+    smf = duo_midi(("A3", "E4"))
+    plain = render_part("p", smf, "salamander", tmp_path, sr, 10.0)
+    shifted = render_part("p", smf, "salamander", tmp_path, sr, 10.0, formant_semitones=k)
+    assert abs(shifted.shape[0] - plain.shape[0]) < 0.05 * sr
+    second = []
+    for audio in (plain, shifted):
+        f0 = librosa.yin(audio[: int(0.9 * sr)].astype(np.float64), fmin=100, fmax=500, sr=sr, frame_length=2048)
+        assert abs(np.median(f0) - 220.0) < 2.2                              # A3 in both, within 1 %
+        onsets = librosa.onset.onset_detect(y=audio.astype(np.float64), sr=sr, units="time", hop_length=128)
+        second.append(onsets[np.argmin(np.abs(onsets - 1.0))])
+    assert abs(second[0] - 1.0) < 0.05 and abs(second[1] - second[0]) < 0.016   # E4 starts at 1 s in both
+
+    def spectrum(audio, seconds):
+        x = audio[: int(seconds * sr)].astype(np.float64)
+        return np.fft.rfftfreq(x.size, 1 / sr), np.abs(np.fft.rfft(x * np.hanning(x.size)))
+
+    ratio = 2 ** (k / 12)
+    lower = timbres.render_samples([(0.0, 2.0, 57 - k, 80)], sr)            # F#3, played plainly
+    f, got = spectrum(shifted, 0.8)
+    f_low, low = spectrum(lower, 0.8 * ratio)                                # the same stretch of the recording
+    expected = np.interp(f / ratio, f_low, low)
+    f_plain, plain_spectrum = spectrum(plain, 0.8)
+    band = (f > 150) & (f < 4000)
+
+    def log_correlation(a, b):
+        return np.corrcoef(np.log(a[band] + 1e-6), np.log(b[band] + 1e-6))[0, 1]
+
+    assert log_correlation(got, expected) > 0.9
+    assert log_correlation(got, expected) > log_correlation(got, plain_spectrum) + 0.05
+
+
+def test_formant_shifts_are_drawn_last_and_leave_every_other_draw_as_it_was():
+    plain = md.RenderOptions(piano_timbres=("fluidr3:0", "csound:0"), violin_timbres=("fluidr3:40", "csound:40"),
+                             effects=timbres.DEFAULT_EFFECTS)
+    shifted = dataclasses.replace(plain, effects=timbres.effect_options("default", formant_semitones=3))
+    drawn = []
+    for i in range(40):
+        before, after = md.piece_style(f"bach/x{i}", plain), md.piece_style(f"bach/x{i}", shifted)
+        assert "formant_semitones" not in before["piano"] and "formant_semitones" not in before["violin"]
+        drawn += [after[name].pop("formant_semitones") for name in md.INSTRUMENTS]
+        assert after == before                         # the same build otherwise: timbres, effects, tempo, seeds
+    assert all(isinstance(k, int) for k in drawn) and set(drawn) == set(range(-3, 4))
+    for bad in (2.5, 7, -1):
+        with pytest.raises(UserError, match="formant_semitones"):
+            timbres.effect_options("default", formant_semitones=bad)
+
+
+@pytest.mark.slow
+@needs_all
+def test_a_build_with_formant_shifts_records_them_and_stays_an_exact_bounded_mix(tmp_path):
+    proc = build(tmp_path / "f", "--formant_semitones", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "f" / "dataset.json").read_text())
+    assert data["render_options"]["effects"]["formant_semitones"] == 3
+    for key in PIECES:
+        entry = data["pieces"][md.piece_name(key)]
+        assert all(entry["style"][name]["formant_semitones"] in range(-3, 4) for name in md.INSTRUMENTS)
+        folder = md.song_dir(tmp_path / "f", entry["split"], md.piece_name(key))
+        audio = {s: sf.read(str(folder / f"{s}.wav"), dtype="int16")[0].astype(np.int32) for s in md.SOURCES}
+        assert np.array_equal(audio["mix"], audio["piano"] + audio["violin"])
+        assert max(np.max(np.abs(a)) for a in audio.values()) <= 0.9 * 32768
+        assert np.max(np.abs(audio["piano"])) > 1000 and np.max(np.abs(audio["violin"])) > 1000
+
+
+@needs_all
+def test_a_build_made_before_formant_shifts_resumes_and_refuses_them_by_name(multi):
+    """dataset.json of a build made before the option existed has no formant_semitones: it meant none."""
+    path = multi / "b" / "dataset.json"
+    data = json.loads(path.read_text())
+    del data["render_options"]["effects"]["formant_semitones"]
+    path.write_text(json.dumps(data))
+    proc = build(multi / "b")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_one_line_error(build(multi / "b", "--formant_semitones", "2"), "effects.formant_semitones 0.0 -> 2.0")
