@@ -156,7 +156,12 @@ def render_part(name: str, smf: bytes, timbre_spec: str, workdir: str | os.PathL
         smf, max_seconds = shift_midi(smf, transpose, time_factor), max_seconds * time_factor
     # rendered at ``rate`` Hz; the samples are returned as they are, to be read at ``sample_rate``
     if timbre.source == "salamander":
-        return timbres.render_samples(midi_notes(smf), rate)
+        notes = midi_notes(smf)
+        low, high = timbres.SALAMANDER_RANGE
+        if formant_semitones and any(not low <= pitch <= high for _, _, pitch, _ in notes):
+            raise SkipPiece(f"its {name} part, played {transpose:+d} semitones for the formant shift, leaves the "
+                            "Salamander piano's keys")
+        return timbres.render_samples(notes, rate)
     midi_path = Path(workdir) / f"{name}.mid"
     midi_path.write_bytes(smf)
     return render_midi(midi_path, timbres.soundfont_path(timbre), rate, workdir, max_seconds=max_seconds)

@@ -327,6 +327,11 @@ def test_a_formant_shift_keeps_pitch_and_timing_and_moves_the_envelope(tmp_path)
         return np.corrcoef(np.log(a[band] + 1e-6), np.log(b[band] + 1e-6))[0, 1]
 
     assert log_correlation(got, expected) > 0.9
+    # the piano's lowest key cannot be played 3 semitones lower: the piece is skipped, saying why
+    from datasets.scores import SkipPiece
+
+    with pytest.raises(SkipPiece, match="played -3 semitones for the formant shift"):
+        render_part("piano", duo_midi(("A0",)), "salamander", tmp_path, sr, 10.0, formant_semitones=k)
     assert log_correlation(got, expected) > log_correlation(got, plain_spectrum) + 0.05
 
 
