@@ -33,12 +33,12 @@ A prior set is ``NAME=DIR`` with ``DIR/piano`` and ``DIR/violin`` prior folders 
 separation settings are those of ``DIR/piano/config.yml`` except the sampler keys given as flags (``--T``,
 ``--step_lr``, ``--start_level``, ...). Everything is
 kept in ``--output`` (renders, separations, ``generalisation.csv``); re-running skips what is done, so a run can be
-split over two processes with ``--shard i/n`` (by prior set) and tabled by a last run without it. What made the
-renders of a row and the separations of a prior set is recorded in their folders (``settings.json``): a row
-re-defined under the same name (other timbres, effects or ``--seconds``) or a prior set re-run under its name with
-another folder or other sampler flags is refused, naming the difference, instead of tabling old results as new. Shards started
+split over two processes with ``--shard i/n`` (by prior set) and tabled by a last run without it. Shards started
 together render the same pieces side by side; every file is written under a temporary name of its own process and
-renamed when complete, so they do not disturb each other.
+renamed when complete, so they do not disturb each other. What made the renders of a row and the separations of a
+prior set is recorded in their folders (``settings.json``): a row re-defined under its name (other timbres, effects
+or ``--seconds``) or a prior set re-run under its name with another folder or other sampler flags is refused,
+naming the difference, instead of tabling old results as new.
 """
 from __future__ import annotations
 
