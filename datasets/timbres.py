@@ -302,6 +302,10 @@ class EffectOptions:
 DEFAULT_EFFECTS = EffectOptions(gain_db=6.0, tilt_db=6.0, reverb=0.5, velocity_sd=8.0, tempo_jitter=0.15)
 
 
+#: the largest formant shift a build may draw, semitones (a factor of 1.41 on the frequencies of the resonances)
+MAX_FORMANT_SEMITONES = 6
+
+
 def effect_options(preset: str, **changes) -> EffectOptions:
     """The effect ranges of a preset (``"none"`` or ``"default"``) with single ranges changed (None: kept).
 
@@ -318,10 +322,6 @@ def effect_options(preset: str, **changes) -> EffectOptions:
         raise UserError(f"--formant_semitones {shift:g}: give a whole number of semitones from 0 to "
                         f"{MAX_FORMANT_SEMITONES} (e.g. 2)")
     return dataclasses.replace(base, **changes)
-
-
-#: the largest formant shift a build may draw, semitones (a factor of 1.41 on the frequencies of the resonances)
-MAX_FORMANT_SEMITONES = 6
 
 
 def formant_shift_plan(semitones: int, sample_rate: int) -> tuple[int, float, int]:
