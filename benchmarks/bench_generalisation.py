@@ -224,13 +224,22 @@ def render(pieces, condition: Condition, seconds: float, root: Path,
     return songs
 
 
+def check_prior_set(folder: Path, given: str) -> Path:
+    """``folder`` if it holds a piano and a violin prior folder (each with its config.yml); else a one-line error
+    naming the ``--priors`` value ``given``."""
+    for source in NAMES:
+        if not (folder / source / CONFIG_NAME).is_file():
+            raise UserError(f"--priors {given}: {folder / source} is not a prior folder with {CONFIG_NAME}")
+    return folder
+
+
 def separation_settings(prior_dir: Path, overrides: dict) -> dict:
     """What a prior set's separations depend on: its folder (absolute) and the sampler keys of its
     ``piano/config.yml`` with ``overrides`` applied."""
-    from core.config import load_config
+    from core.config import load_config, sampler_settings
 
     config = load_config(prior_dir / "piano" / CONFIG_NAME, overrides)
-    return {"priors": str(prior_dir.resolve()), **{key: getattr(config, key) for key in SAMPLER_KEYS}}
+    return {"priors": str(prior_dir.resolve()), **sampler_settings(config)}
 
 
 def separate(prior_dir: Path, songs, output: Path, seconds: float, overrides: dict, progress: bool,
@@ -403,10 +412,7 @@ def main(argv=None) -> int:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
             raise UserError(f"--priors {item!r} is not NAME=DIR (e.g. new=pretrained)")
-        for source in NAMES:
-            if not (Path(folder) / source / CONFIG_NAME).is_file():
-                raise UserError(f"--priors {item}: {Path(folder) / source} is not a prior folder with config.yml")
-        prior_sets[name] = Path(folder)
+        prior_sets[name] = check_prior_set(Path(folder), item)
     if args.seconds <= 0 or args.songs_per_kind < 1 or args.windows < 1:
         raise UserError("--seconds, --songs_per_kind and --windows must be positive")
     if min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds):

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core  # noqa: E402,F401  (quiets TensorFlow's start-up logging)
-from core.config import CONFIG_NAME, SAMPLER_KEYS, add_key_arguments, config_overrides  # noqa: E402
+from core.config import CONFIG_NAME, add_key_arguments, config_overrides  # noqa: E402
 from core.errors import UserError, run_main  # noqa: E402
 
 NAMES = ("piano", "violin")
@@ -86,15 +86,13 @@ def main(argv=None) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from core.config import load_config
+    from benchmarks.bench_generalisation import check_prior_set
+    from core.config import load_config, sampler_settings
     from core.rundir import check_run_settings, setup_logging
     from separation import evaluation, song_folders
     from separation.separate import SeparationResult, SongTask, build_basis
 
-    prior_dir = Path(args.priors)
-    for name in NAMES:
-        if not (prior_dir / name / CONFIG_NAME).is_file():
-            raise UserError(f"--priors {prior_dir}: {prior_dir / name} is not a prior folder with {CONFIG_NAME}")
+    prior_dir = check_prior_set(Path(args.priors), args.priors)
     songs = [Path(s) for s in args.songs]
     for song in songs:
         missing = [f"{n}.wav" for n in ("mix", *NAMES) if not (song / f"{n}.wav").is_file()]
@@ -108,7 +106,7 @@ def main(argv=None) -> int:
     config = load_config(prior_dir / "piano" / CONFIG_NAME, {**config_overrides(args), "n_chains": 1})
     output = Path(args.output)
     check_run_settings(output / "settings.json", {"priors": str(prior_dir.resolve()), "seed": args.seed,
-                                                  **{key: getattr(config, key) for key in SAMPLER_KEYS}})
+                                                  **sampler_settings(config)})
     logger = setup_logging(output)
     restore = [str(prior_dir / n) for n in NAMES]
     basis, rows = None, []

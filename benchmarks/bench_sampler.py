@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from benchmarks.bench_generalisation import Condition, choose_pieces, render
+    from benchmarks.bench_generalisation import Condition, check_prior_set, choose_pieces, render
     from core.rundir import setup_logging
     from datasets.scores import quiet_music21
 
@@ -270,10 +270,7 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in settings]
     if unknown:
         raise UserError(f"unknown setting {unknown[0]!r}; built in: {', '.join(SETTINGS)} (or give it with --setting)")
-    prior_dir = Path(args.priors)
-    for source in NAMES:
-        if not (prior_dir / source / CONFIG_NAME).is_file():
-            raise UserError(f"--priors {prior_dir}: {prior_dir / source} is not a prior folder with config.yml")
+    prior_dir = check_prior_set(Path(args.priors), args.priors)
     output = Path(args.output)
     setup_logging(output)
     quiet_music21()

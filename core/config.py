@@ -284,6 +284,11 @@ SAMPLER_KEYS = ("T", "step_lr", "start_level", "basis_levels", "init", "n_chains
                 "consistency")
 
 
+def sampler_settings(config: "Config") -> dict:
+    """{key: value} of the config's sampler keys (:data:`SAMPLER_KEYS`): what a separation's schedule depends on."""
+    return {key: getattr(config, key) for key in SAMPLER_KEYS}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_required: bool = True,
                          skip: Iterable[str] = ()) -> None:
     """Add ``--config FILE`` and one ``--key value`` flag per config key (default: not given)."""

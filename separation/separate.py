@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.config import SAMPLER_KEYS, Config
+from core.config import Config, sampler_settings
 from core.errors import UserError, warn
 from core.rundir import TENSORBOARD_DIR
 from datasets.data_loader import Scaling
@@ -316,7 +316,7 @@ def separate_song(task, restore_paths: Sequence[str], model: str, output: Path, 
         html_report.write_run_record(
             output, song_dir=str(Path(song_dir).resolve()) if song_dir else None, sources=list(task.names),
             priors=[str(p) for p in restore_paths], model=model, seed=seed,
-            sampler={key: getattr(config, key) for key in SAMPLER_KEYS},
+            sampler=sampler_settings(config),
             inversion=f"{algorithm}, {method}" if invert else "none", seconds_basis=round(result.seconds, 2),
             command=command)
         if report:
